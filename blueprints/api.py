@@ -1,0 +1,54 @@
+"""The payment API: create payments, read status and balances, serve QR images."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, request
+
+from blueprints.http import load_body, note_order, now, require_bearer, settings
+from services import ledger, payments, qr
+from services.errors import NotFound
+from services.orders import get_order
+from services.schemas import BalanceSchema, OrderStatusSchema, PaymentRequestSchema, PaymentResponseSchema
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+api_token = require_bearer(lambda s: s.api_tokens, "The payment API (WEBHOOK_API_TOKEN)")
+
+
+@bp.post("/payment")
+@api_token
+def create_payment():
+    payment_request = load_body(PaymentRequestSchema())
+    note_order(payment_request["order_id"])
+    order, created = payments.create_payment(payment_request, settings(), now())
+    return PaymentResponseSchema().dump(order), 201 if created else 200
+
+
+@bp.get("/status/<order_id>")
+@api_token
+def order_status(order_id: str):
+    note_order(order_id)
+    return OrderStatusSchema().dump(get_order(order_id))
+
+
+@bp.get("/balance/<int:telegram_id>")
+@api_token
+def balance(telegram_id: int):
+    return BalanceSchema().dump({"telegram_id": telegram_id, "balance": ledger.balance(telegram_id),
+                                 "unit": settings().credit_unit})
+
+
+@bp.get("/payment/<order_id>/qr.<fmt>")
+def qr_image(order_id: str, fmt: str):
+    if fmt not in qr.FORMATS:
+        raise NotFound("QR images are served as qr.png or qr.svg.")
+    note_order(order_id)
+    link = get_order(order_id).provider_data.get("qr")
+    if not link:
+        raise NotFound(f"Order {order_id!r} has no SBP QR code.")
+    tag = qr.etag(link, fmt)
+    response = Response(status=304) if tag in request.if_none_match else Response(qr.render(link, fmt))
+    response.mimetype = qr.FORMATS[fmt]
+    response.set_etag(tag)
+    # The link of an order never changes, so browsers and proxies may keep the image.
+    response.headers["Cache-Control"] = "public, max-age=86400, immutable"
+    return response

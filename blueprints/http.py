@@ -1,0 +1,88 @@
+"""Request helpers shared by the blueprints: bearer auth, JSON bodies, settings and the clock."""
+
+from __future__ import annotations
+
+import functools
+import hmac
+import json
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Callable
+
+from flask import current_app, g, request
+from marshmallow import Schema
+
+from services.db import utcnow
+from services.errors import GatewayError, MalformedPayload, NotConfigured
+from webhook_config import Settings
+
+
+class Unauthorized(GatewayError):
+    status = 401
+    code = "unauthorized"
+
+
+class UnsupportedMediaType(GatewayError):
+    status = 415
+    code = "unsupported_media_type"
+
+
+def settings() -> Settings:
+    return current_app.config["SETTINGS"]
+
+
+def now() -> datetime:
+    """The current time; tests replace the clock through app.config["CLOCK"]."""
+    return current_app.config.get("CLOCK", utcnow)()
+
+
+def note_order(order_id: str | None) -> None:
+    """Remember the orderId this request is about, for the request's log line."""
+    if order_id:
+        g.order_id = order_id
+
+
+def matches_any(presented: str, secrets: tuple[str, ...]) -> bool:
+    """Constant-time comparison against every configured secret (rotation allows several)."""
+    matched = False
+    for secret in secrets:
+        matched |= hmac.compare_digest(presented.encode(), secret.encode())
+    return matched
+
+
+def require_bearer(secrets_of: Callable[[Settings], tuple[str, ...]], feature: str):
+    """Decorator: 503 when no secret is configured, 401 unless the bearer token matches one."""
+    def decorator(view):
+        @functools.wraps(view)
+        def wrapper(*args, **kwargs):
+            secrets = secrets_of(settings())
+            if not secrets:
+                raise NotConfigured(f"{feature} is not configured on this server.")
+            scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not presented or not matches_any(presented.strip(), secrets):
+                raise Unauthorized("A valid bearer token is required.")
+            return view(*args, **kwargs)
+        return wrapper
+    return decorator
+
+
+def parse_json(raw: bytes) -> Any:
+    """Parse JSON with exact decimals (never float); MalformedPayload on anything that is not JSON."""
+    try:
+        return json.loads(raw, parse_float=Decimal, parse_constant=_reject_constant)
+    except (ValueError, UnicodeDecodeError):
+        raise MalformedPayload("The body is not valid JSON.") from None
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not a number")
+
+
+def load_body(schema: Schema) -> dict[str, Any]:
+    """The request's JSON body validated by `schema`: 415 unless JSON, 400 if malformed, 422 if invalid."""
+    if not request.is_json:
+        raise UnsupportedMediaType("Send the body as application/json.")
+    payload = parse_json(request.get_data(cache=True))
+    if not isinstance(payload, dict):
+        raise MalformedPayload("The body must be a JSON object.")
+    return schema.load(payload)

@@ -1,0 +1,228 @@
+"""Gunicorn settings for the payment webhook gateway.
+
+Used as ``gunicorn -c gunicorn.conf.py wsgi:app`` both by ``make run`` and by
+``webhook.service``.  Options given on the command line (``--bind``,
+``--workers``, ...) override the values here; that is gunicorn's normal order
+(defaults < this file < GUNICORN_CMD_ARGS < command line).
+
+Environment knobs (all optional):
+
+    GUNICORN_BIND            listen address           127.0.0.1:8080
+    GUNICORN_WORKERS         worker processes         2 * cores + 1, at most 8
+    GUNICORN_THREADS         threads per worker       1 (sync worker)
+    GUNICORN_TIMEOUT         hard per-request limit   20 (seconds)
+    GUNICORN_ACCESS_LOG      any non-empty value turns gunicorn's own
+                             JSON access log on (stdout)
+    GUNICORN_CONTROL_SOCKET  path of the gunicornc control socket
+    LOG_LEVEL                gunicorn's error log level   info
+    PROMETHEUS_MULTIPROC_DIR prometheus_client multi-process directory;
+                             wiped at start, cleaned as workers exit
+"""
+
+import datetime
+import glob
+import json
+import logging
+import os
+
+from gunicorn import glogging
+
+
+def _env_int(name, default, minimum=1):
+    """Read a positive integer setting, failing with a line naming the variable."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SystemExit(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise SystemExit(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _cpu_count():
+    """CPUs this process may run on (honours cpusets / CPUAffinity=)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+# --- Socket ---------------------------------------------------------------
+# Loopback only: the public side is nginx (nginx/webhook.conf).  A --bind on
+# the command line replaces this list entirely.
+bind = [os.environ.get("GUNICORN_BIND", "127.0.0.1:8080")]
+
+# --- Workers --------------------------------------------------------------
+# Sync workers: one request per process.
+# * nginx buffers whole requests and responses (proxy_request_buffering /
+#   proxy_buffering), so slow clients never hold a worker; what is left is a
+#   short database transaction per request.
+# * Outbound calls (notifications, merchant webhooks, panel) run in the
+#   webhook-worker@ units, not in request handlers.
+# * With sync workers `timeout` is a real per-request deadline: a request
+#   stuck longer than that gets its worker killed and replaced.  gthread only
+#   detects a stuck *process*, a stuck thread blocks silently.
+# * No thread-safety questions for SQLAlchemy sessions or SQLite connections.
+# 2*cores+1 is gunicorn's rule of thumb; capped at 8 because every worker is
+# a database client and SQLite serialises writers anyway.
+# GUNICORN_THREADS > 1 makes gunicorn switch to the gthread worker by itself.
+workers = _env_int("GUNICORN_WORKERS", min(2 * _cpu_count() + 1, 8))
+threads = _env_int("GUNICORN_THREADS", 1)
+worker_class = "sync" if threads == 1 else "gthread"
+
+# Recycle workers now and then so a slow leak (in the app or a C extension)
+# never grows without bound; the jitter keeps them from restarting at once.
+max_requests = 1000
+max_requests_jitter = 100
+
+# Do not import the app in the master.  Each worker builds its own app and
+# so its own database engine/connection pool after fork: no SQLite handle or
+# PostgreSQL socket is ever shared between processes, and `kill -HUP`
+# reloads the code.  The price (a second or so per worker at start) is small.
+preload_app = False
+
+# --- Timeouts -------------------------------------------------------------
+# Providers wait only seconds for an answer and retry when they get none, and
+# our handlers do one database transaction (plus, for a few payment-creation
+# calls, one provider API call that has its own shorter timeout).  A request
+# still running after 20 s is stuck: kill it rather than tie up the worker.
+# nginx's proxy_read_timeout (25 s) is a little longer, so nginx sees the
+# kill and answers 502 JSON instead of giving up first.
+timeout = _env_int("GUNICORN_TIMEOUT", 20)
+# On SIGTERM / restart, in-flight requests get this long to finish.
+# webhook.service's TimeoutStopSec is longer than this.
+graceful_timeout = 20
+# Only used by gthread (the sync worker closes every connection); nginx talks
+# HTTP/1.0 to us without keep-alive anyway.
+keepalive = 5
+
+# The heartbeat file every worker touches; on a RAM disk so a slow or
+# read-only disk (ProtectSystem=strict) cannot make healthy workers look dead.
+if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK):
+    worker_tmp_dir = "/dev/shm"
+# Heartbeat files and sockets that gunicorn creates are private to our user.
+umask = 0o077
+
+# --- Proxy trust ----------------------------------------------------------
+# Only the local nginx may set X-Forwarded-Proto & co.  (The client address
+# itself is taken from X-Forwarded-For by the app's ProxyFix, PROXY_HOPS=1.)
+# For a load balancer on another host use --forwarded-allow-ips.
+forwarded_allow_ips = "127.0.0.1"
+# We use no SCRIPT_NAME/PATH_INFO from the proxy; trust no such header.
+forwarder_headers = ""
+
+# --- Control socket -------------------------------------------------------
+# gunicorn >= 25 opens a control socket for `gunicornc`, by default under
+# $XDG_RUNTIME_DIR or ~/.gunicorn.  The home directory is read-only under
+# webhook.service and shared between test runs, so put it in the unit's
+# RuntimeDirectory (systemd exports $RUNTIME_DIRECTORY) or switch it off.
+_control_socket = os.environ.get("GUNICORN_CONTROL_SOCKET")
+if not _control_socket and os.environ.get("RUNTIME_DIRECTORY"):
+    _control_socket = os.path.join(
+        os.environ["RUNTIME_DIRECTORY"].split(":")[0], "gunicorn.ctl"
+    )
+if _control_socket:
+    control_socket = _control_socket
+else:
+    control_socket_disable = True
+
+proc_name = "webhook"
+
+
+# --- Logging --------------------------------------------------------------
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, like the application's own log lines."""
+
+    def format(self, record):
+        entry = {
+            "timestamp": datetime.datetime.fromtimestamp(
+                record.created, datetime.timezone.utc
+            ).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "pid": record.process,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exc_info"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+class JsonLogger(glogging.Logger):
+    """gunicorn's logger, writing JSON lines that journald stores as they are.
+
+    gunicorn's own access_log_format only escapes double quotes, so a request
+    line with a backslash or control character would break the JSON; the
+    access line is therefore built here with json.dumps.
+    """
+
+    def setup(self, cfg):
+        super().setup(cfg)
+        for handler in self.error_log.handlers:
+            if getattr(handler, "_gunicorn", False):
+                handler.setFormatter(JsonFormatter())
+
+    def access(self, resp, req, environ, request_time):
+        if not self.access_log_enabled:
+            return
+        atoms = self.atoms(resp, req, environ, request_time)
+        entry = {
+            "timestamp": datetime.datetime.now(datetime.timezone.utc)
+            .isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "level": "info",
+            "logger": "gunicorn.access",
+            "event": "gunicorn_access",
+            "method": atoms["m"],
+            "path": atoms["U"],
+            "query": atoms["q"] or None,
+            "status": int(atoms["s"]) if str(atoms["s"]).isdigit() else atoms["s"],
+            "bytes": atoms["B"],
+            "duration_ms": atoms["M"],
+            "remote_addr": atoms["h"],
+            "request_id": atoms.get("{x-request-id}i"),
+            "user_agent": atoms["a"],
+            "pid": os.getpid(),
+        }
+        try:
+            self.access_log.info(json.dumps(entry, ensure_ascii=False, default=str))
+        except Exception:  # a log line must never fail the request
+            self.exception("could not write the access log line")
+
+
+logger_class = JsonLogger
+errorlog = "-"  # stderr: journald
+loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+# The application already logs every request as one JSON line (method, path,
+# status, duration_ms, remote_addr after ProxyFix, request_id).  gunicorn's
+# access log would duplicate each of those lines with less information (it
+# sees nginx's address), so it stays off unless asked for, e.g. to debug
+# the app's logging itself.
+accesslog = "-" if os.environ.get("GUNICORN_ACCESS_LOG") else None
+
+
+# --- Prometheus multi-process mode -----------------------------------------
+def _multiproc_dir():
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+def on_starting(server):
+    """Wipe metric files of a previous run (prometheus_client requires it)."""
+    path = _multiproc_dir()
+    if not path:
+        return
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    for stale in glob.glob(os.path.join(path, "*.db")):
+        os.remove(stale)
+
+
+def child_exit(server, worker):
+    """Drop the live-gauge files of a worker that exited."""
+    if not _multiproc_dir():
+        return
+    # Imported here: the master never needs prometheus_client otherwise.
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

@@ -1,0 +1,142 @@
+"""Unbound database extensions, column types and the few dialect-specific helpers."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+import simplejson
+from flask_migrate import Migrate
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy import DateTime, Engine, MetaData, Numeric, String, event
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import DeclarativeBase, Session
+from sqlalchemy.types import TypeDecorator
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+# Objects stay loaded after commit: a refresh would open a new transaction,
+# which on SQLite (BEGIN IMMEDIATE) holds the write lock, e.g. across a provider call.
+db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
+migrate = Migrate()
+
+
+# Errors meaning "the database cannot be reached or is locked": answer 503 and let the caller retry.
+DATABASE_DOWN = (OperationalError, InterfaceError)
+
+
+class Money(TypeDecorator):
+    """Exact decimal amounts: NUMERIC on PostgreSQL, canonical text on SQLite (which has no decimal type)."""
+
+    impl = String(40)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect):
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(Numeric(28, 8))
+        return dialect.type_descriptor(String(40))
+
+    def process_bind_param(self, value: Decimal | None, dialect) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, Decimal):
+            raise TypeError(f"Money columns take Decimal, not {type(value).__name__}")
+        return value if dialect.name == "postgresql" else format(value, "f")
+
+    def process_result_value(self, value: Any, dialect) -> Decimal | None:
+        return None if value is None else Decimal(str(value))
+
+
+class UTCDateTime(TypeDecorator):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores them naive)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+def engine_options(database_url: str) -> dict[str, Any]:
+    """Engine settings per backend: survive database restarts, wait briefly for SQLite locks."""
+    # JSON columns hold exact decimals (amounts in metadata and event payloads), never floats.
+    json_options = {"json_serializer": functools.partial(simplejson.dumps, use_decimal=True),
+                    "json_deserializer": functools.partial(simplejson.loads, use_decimal=True)}
+    if database_url.startswith("sqlite"):
+        return {**json_options, "connect_args": {"timeout": 30, "check_same_thread": False}}
+    return {**json_options, "pool_pre_ping": True, "pool_size": 5, "max_overflow": 5,
+            "connect_args": {"connect_timeout": 5}}
+
+
+def configure_engine(engine: Engine) -> None:
+    """SQLite: WAL, foreign keys, and BEGIN IMMEDIATE so concurrent writers queue instead of failing."""
+    if engine.dialect.name != "sqlite":
+        return
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):
+        # pysqlite's own BEGIN is deferred; a deferred reader that later writes
+        # gets SQLITE_BUSY at once instead of waiting, so we issue BEGIN ourselves.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection):
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def insert_ignore(model: type[Base], values: dict[str, Any], conflict_columns: list[str]):
+    """INSERT … ON CONFLICT DO NOTHING RETURNING id: the new id, or None when the row already existed."""
+    dialect = db.session.get_bind().dialect.name
+    module = postgresql if dialect == "postgresql" else sqlite
+    statement = (
+        module.insert(model)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=conflict_columns)
+        .returning(model.id)
+    )
+    return db.session.execute(statement).scalar_one_or_none()
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@contextmanager
+def transaction() -> Iterator[Session]:
+    """One unit of work: commit on success, roll back on any exception."""
+    try:
+        yield db.session
+        db.session.commit()
+    except BaseException:
+        db.session.rollback()
+        raise

@@ -1,0 +1,192 @@
+"""Provider events: persist a verified delivery and process it in the same transaction, exactly once.
+
+A delivery that is already stored counts as seen only if it was processed:
+one whose processing failed is processed again when the provider retries
+(the dj-stripe #832 trap).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+
+from services import fulfilment, orders
+from services.db import DATABASE_DOWN, db, insert_ignore, transaction
+from services.models import Order, ProviderEvent
+from webhook_config import Settings
+
+logger = logging.getLogger(__name__)
+
+PAID, REFUNDED, FAILED, CANCELLED, EXPIRED, IGNORE = "paid", "refunded", "failed", "cancelled", "expired", "ignore"
+
+# Event outcomes. Those in NEEDS_REVIEW are shown to support as work to do.
+PROCESSED, IGNORED, UNMATCHED, MISMATCH, CONFLICT, ERROR, ASSIGNED = (
+    "processed", "ignored", "unmatched", "mismatch", "conflict", "failed", "assigned")
+NEEDS_REVIEW = frozenset({UNMATCHED, MISMATCH, CONFLICT, ERROR})
+RETRYABLE = frozenset({ERROR})
+DUPLICATE = "duplicate"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """The raw inbound request, kept for the audit trail."""
+
+    provider: str
+    body: bytes
+    headers: dict[str, str]
+    remote_addr: str | None
+    verification: str = "valid"
+
+
+@dataclass(frozen=True)
+class Notice:
+    """What a provider's event means, in the gateway's own terms."""
+
+    event_key: str
+    event_type: str
+    action: str
+    order_id: str | None = None
+    provider_ref: str | None = None
+    amount: Decimal | None = None
+    currency: str | None = None
+    provider_payment_id: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    event_id: int
+    outcome: str
+    order_id: str | None
+
+    @property
+    def duplicate(self) -> bool:
+        return self.outcome == DUPLICATE
+
+
+def ingest(delivery: Delivery, notice: Notice, settings: Settings, now: datetime) -> IngestResult:
+    """Store the event and apply it; a repeat is a no-op. Database errors propagate (the caller answers 503)."""
+    try:
+        with transaction():
+            return _ingest_once(delivery, notice, settings, now)
+    except DATABASE_DOWN:
+        raise
+    except Exception as exc:
+        # Bugs and data surprises must not make the provider retry forever:
+        # the event is stored as failed (so it is never lost) and support replays it.
+        logger.exception("processing a %s event failed", delivery.provider,
+                         extra={"event_key": notice.event_key, "order_id": notice.order_id})
+        with transaction():
+            event = _store(delivery, notice, now)
+            event.status = ERROR
+            event.error = f"{type(exc).__name__}: {exc}"[:2000]
+            return IngestResult(event.id, ERROR, notice.order_id)
+
+
+def _ingest_once(delivery: Delivery, notice: Notice, settings: Settings, now: datetime) -> IngestResult:
+    new_id = insert_ignore(ProviderEvent, _event_values(delivery, notice, now), ["provider", "event_key"])
+    event = _locked_event(delivery.provider, notice.event_key)
+    if new_id is None and event.status not in RETRYABLE:
+        return IngestResult(event.id, DUPLICATE, event.claimed_order_id)
+    event.processing_attempts += 1
+    order = _find_order(delivery.provider, notice)
+    event.order_pk = order.id if order is not None else None
+    event.error = None
+    event.status = apply(event, notice, order, settings, now)
+    event.processed_at = now
+    logger.info("%s event %s: %s", delivery.provider, notice.event_type, event.status,
+                extra={"order_id": notice.order_id, "event_id": event.id})
+    return IngestResult(event.id, event.status, order.order_id if order is not None else notice.order_id)
+
+
+def _store(delivery: Delivery, notice: Notice, now: datetime) -> ProviderEvent:
+    insert_ignore(ProviderEvent, _event_values(delivery, notice, now), ["provider", "event_key"])
+    event = _locked_event(delivery.provider, notice.event_key)
+    event.processing_attempts += 1
+    return event
+
+
+def _locked_event(provider: str, event_key: str) -> ProviderEvent:
+    return db.session.execute(
+        select(ProviderEvent).where(ProviderEvent.provider == provider, ProviderEvent.event_key == event_key)
+        .with_for_update().execution_options(populate_existing=True)
+    ).scalar_one()
+
+
+def _event_values(delivery: Delivery, notice: Notice, now: datetime) -> dict[str, Any]:
+    return {
+        "provider": delivery.provider,
+        "event_key": notice.event_key,
+        "event_type": notice.event_type,
+        "status": "received",
+        "claimed_order_id": notice.order_id,
+        "amount": notice.amount,
+        "currency": notice.currency,
+        "provider_payment_id": notice.provider_payment_id,
+        "verification": delivery.verification,
+        "details": notice.details,
+        "headers": delivery.headers,
+        "body": delivery.body,
+        "remote_addr": delivery.remote_addr,
+        "processing_attempts": 0,
+        "received_at": now,
+    }
+
+
+def _find_order(provider: str, notice: Notice) -> Order | None:
+    """The order by the provider's own payment id when it is ours, else by the orderId the event names."""
+    if notice.provider_ref:
+        order = db.session.execute(
+            select(Order).where(Order.provider == provider, Order.provider_ref == notice.provider_ref)
+            .with_for_update().execution_options(populate_existing=True)
+        ).scalar_one_or_none()
+        if order is not None:
+            return order
+    return orders.find_order(notice.order_id, lock=True) if notice.order_id else None
+
+
+def apply(event: ProviderEvent, notice: Notice, order: Order | None, settings: Settings, now: datetime) -> str:
+    """Apply one event to its order and say what came of it (an event outcome)."""
+    if notice.action == IGNORE:
+        return IGNORED
+    if order is None:
+        return UNMATCHED
+    if notice.action == PAID:
+        return _apply_payment(event, notice, order, settings, now)
+    if notice.action == REFUNDED:
+        if not orders.change_status(order, orders.REFUNDED, settings, now):
+            return CONFLICT
+        fulfilment.reverse(order, event.id, settings, now)
+        return PROCESSED
+    target = {FAILED: orders.FAILED, CANCELLED: orders.CANCELLED, EXPIRED: orders.EXPIRED}[notice.action]
+    return PROCESSED if orders.change_status(order, target, settings, now) else IGNORED
+
+
+def _apply_payment(event: ProviderEvent, notice: Notice, order: Order, settings: Settings, now: datetime) -> str:
+    problem = payment_mismatch(notice, order, event.provider)
+    if problem:
+        event.error = problem
+        return MISMATCH
+    if not orders.change_status(order, orders.PAID, settings, now):
+        # A second, distinct payment for an order that is not awaiting one: money to give back.
+        return CONFLICT
+    fulfilment.grant(order, event.id, settings, now)
+    return PROCESSED
+
+
+def payment_mismatch(notice: Notice, order: Order, provider: str) -> str | None:
+    """Why this payment does not settle the order, or None when provider, amount and currency all match."""
+    if provider != order.provider:
+        return f"paid through {provider}, but the order was created for {order.provider}"
+    if notice.currency is None or notice.currency.upper() != order.currency:
+        return f"currency {notice.currency} does not match the order's {order.currency}"
+    if notice.amount is None or notice.amount != order.amount:
+        return f"amount {notice.amount} does not match the order's {order.amount}"
+    if notice.provider_ref and order.provider_ref and notice.provider_ref != order.provider_ref:
+        return f"payment {notice.provider_ref} is not the one created for this order ({order.provider_ref})"
+    return None

@@ -1,0 +1,29 @@
+"""The balance ledger: signed entries, one per order and reason, summed into a balance."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import func, select
+
+from services.db import db, insert_ignore
+from services.models import LedgerEntry, Order
+
+
+def post(order: Order, amount: int, reason: str, unit: str, now: datetime) -> bool:
+    """Add one entry for this order and reason; False if it was already posted."""
+    return insert_ignore(LedgerEntry, {
+        "telegram_id": order.telegram_id,
+        "amount": amount,
+        "unit": unit,
+        "reason": reason,
+        "order_pk": order.id,
+        "created_at": now,
+    }, ["order_pk", "reason"]) is not None
+
+
+def balance(telegram_id: int) -> int:
+    total = db.session.execute(
+        select(func.coalesce(func.sum(LedgerEntry.amount), 0)).where(LedgerEntry.telegram_id == telegram_id)
+    ).scalar_one()
+    return int(total)

@@ -1,0 +1,44 @@
+"""JSON logging: one object per line on stdout, with the request id and orderId where known."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from flask import g, has_request_context
+from pythonjsonlogger.json import JsonFormatter
+
+_SECRET_HINTS = ("token", "secret", "password", "signature", "authorization", "api_key")
+
+
+class RequestContextFilter(logging.Filter):
+    """Adds request_id and order_id from the current request to every record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if has_request_context():
+            if not hasattr(record, "request_id"):
+                record.request_id = g.get("request_id")
+            if not getattr(record, "order_id", None) and g.get("order_id"):
+                record.order_id = g.get("order_id")
+        for key in list(vars(record)):
+            if any(hint in key.lower() for hint in _SECRET_HINTS):
+                setattr(record, key, "[redacted]")
+        return True
+
+
+def configure_logging(level: str) -> None:
+    """Install the JSON handler on the root logger once per process."""
+    root = logging.getLogger()
+    if any(getattr(handler, "_webhook_json", False) for handler in root.handlers):
+        root.setLevel(level)
+        return
+    handler = logging.StreamHandler(sys.stdout)
+    handler._webhook_json = True
+    handler.setFormatter(JsonFormatter(
+        "%(asctime)s %(levelname)s %(name)s %(message)s",
+        rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+        datefmt="%Y-%m-%dT%H:%M:%S%z",
+    ))
+    handler.addFilter(RequestContextFilter())
+    root.addHandler(handler)
+    root.setLevel(level)

@@ -1,0 +1,36 @@
+"""Buyer-facing Telegram message texts, all in one place."""
+
+from __future__ import annotations
+
+from services.models import Order
+from services.money import normalized
+
+
+def _amount(order: Order) -> str:
+    return f"{normalized(order.amount)} {order.currency}"
+
+
+def _granted(order: Order, credit_unit: str) -> str:
+    parts = []
+    if order.credit:
+        parts.append(f"{order.credit} {credit_unit} added to your balance")
+    if order.subscription_plan:
+        parts.append(f"subscription “{order.subscription_plan}” extended by {order.subscription_days} days")
+    return ("\n" + "; ".join(parts) + ".") if parts else ""
+
+
+def paid_text(order: Order, credit_unit: str) -> str:
+    return f"✅ Payment received: {_amount(order)} for order {order.order_id}.{_granted(order, credit_unit)}"
+
+
+def refunded_text(order: Order, credit_unit: str) -> str:
+    taken_back = f"\n{order.credit} {credit_unit} deducted from your balance." if order.credit else ""
+    return f"↩️ Order {order.order_id} was refunded: {_amount(order)}.{taken_back}"
+
+
+def subscription_link_text(plan: str, url: str) -> str:
+    return (f"🔑 Your subscription link for “{plan}” was renewed:\n{url}\n"
+            "Re-import it in your VPN app: the previous configuration stops working.")
+
+
+STATUS_TEXTS = {"paid": paid_text, "refunded": refunded_text}

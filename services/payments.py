@@ -1,0 +1,132 @@
+"""Creating payments idempotently by orderId, and looking them up."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta
+from typing import Any, Callable
+
+from sqlalchemy import select, update
+
+from services.db import db, insert_ignore, transaction
+from services.errors import InvalidRequest, OrderConflict, ProviderUnavailable
+from services.models import Order
+from services.money import check_amount
+from services.orders import PENDING, find_order
+from services.providers.base import CreatedPayment, PaymentDraft, PaymentProvider
+from services.providers.registry import payment_provider
+from webhook_config import Settings
+
+# How long one request may spend creating the payment at the provider before another may try.
+CREATE_LEASE = timedelta(seconds=30)
+WAIT_STEP_SECONDS = 0.05
+
+
+def create_payment(request: dict[str, Any], settings: Settings, now: datetime,
+                   sleep: Callable[[float], None] = time.sleep) -> tuple[Order, bool]:
+    """Create the order and its provider payment; a repeat returns the same order. Returns (order, created)."""
+    provider = payment_provider(request["provider"], settings)
+    currency = (request.get("currency") or provider.default_currency()).upper()
+    _check_terms(provider, request["amount"], currency)
+    values = _order_values(request, currency, settings, now)
+    with transaction():
+        created = insert_ignore(Order, values, ["order_id"]) is not None
+        order = find_order(request["order_id"], lock=True)
+        if not created:
+            _ensure_same_terms(order, values)
+        elif provider.local:
+            _attach(order, provider.create(_draft(order)))
+    if order.provider_ref is None:
+        _create_remote(order, provider, now, sleep)
+    return find_order(request["order_id"]), created
+
+
+def _check_terms(provider: PaymentProvider, amount, currency: str) -> None:
+    problem = provider.currency_problem(currency)
+    if problem:
+        raise InvalidRequest("The payment request is not valid.", {"currency": [problem]})
+    problem = check_amount(amount, currency)
+    if problem:
+        raise InvalidRequest("The payment request is not valid.", {"amount": [problem]})
+
+
+def _order_values(request: dict[str, Any], currency: str, settings: Settings, now: datetime) -> dict[str, Any]:
+    subscription = request.get("subscription") or {}
+    return {
+        "order_id": request["order_id"],
+        "provider": request["provider"],
+        "status": PENDING,
+        "amount": request["amount"],
+        "currency": currency,
+        "description": request.get("description"),
+        "telegram_id": request.get("telegram_id"),
+        "credit": request.get("credit"),
+        "subscription_plan": subscription.get("plan"),
+        "subscription_days": subscription.get("days"),
+        "meta": request.get("metadata") or {},
+        "provider_data": {},
+        "created_at": now,
+        "updated_at": now,
+        "expires_at": now + timedelta(seconds=settings.order_ttl_seconds),
+    }
+
+
+# What a repeat of the request must agree on; anything else would be a different purchase.
+_TERMS = ("provider", "amount", "currency", "telegram_id", "credit", "subscription_plan", "subscription_days")
+
+
+def _ensure_same_terms(order: Order, values: dict[str, Any]) -> None:
+    differing = [name for name in _TERMS if getattr(order, name) != values[name]]
+    if differing:
+        raise OrderConflict(
+            f"Order {order.order_id!r} already exists with a different {', '.join(differing)}.",
+            {name: ["differs from the existing order"] for name in differing})
+
+
+def _draft(order: Order) -> PaymentDraft:
+    return PaymentDraft(order_id=order.order_id, amount=order.amount, currency=order.currency,
+                        description=order.description or f"Order {order.order_id}",
+                        expires_at=order.expires_at, telegram_id=order.telegram_id)
+
+
+def _attach(order: Order, payment: CreatedPayment) -> None:
+    order.provider_ref = payment.provider_ref
+    order.provider_data = payment.data
+    order.create_lease_until = None
+
+
+def _create_remote(order: Order, provider: PaymentProvider, now: datetime,
+                   sleep: Callable[[float], None]) -> None:
+    """Call the provider outside any transaction, under a lease so concurrent repeats create one payment."""
+    draft = _draft(order)
+    with transaction():
+        claimed = db.session.execute(
+            update(Order)
+            .where(Order.id == order.id, Order.provider_ref.is_(None),
+                   (Order.create_lease_until.is_(None)) | (Order.create_lease_until < now))
+            .values(create_lease_until=now + CREATE_LEASE)
+        ).rowcount == 1
+    if not claimed:
+        _wait_for_provider_ref(order.id, sleep)
+        return
+    try:
+        payment = provider.create(draft)
+    except Exception:
+        with transaction():
+            db.session.execute(update(Order).where(Order.id == order.id).values(create_lease_until=None))
+        raise
+    with transaction():
+        _attach(db.session.get(Order, order.id, with_for_update=True, populate_existing=True), payment)
+
+
+def _wait_for_provider_ref(order_pk: int, sleep: Callable[[float], None]) -> None:
+    deadline = CREATE_LEASE.total_seconds()
+    waited = 0.0
+    while waited < deadline:
+        with transaction():
+            ref = db.session.execute(select(Order.provider_ref).where(Order.id == order_pk)).scalar_one()
+        if ref is not None:
+            return
+        sleep(WAIT_STEP_SECONDS)
+        waited += WAIT_STEP_SECONDS
+    raise ProviderUnavailable("The payment is still being created at the provider; retry shortly.")

@@ -1,0 +1,1 @@
+"""Provider modules: one per payment provider or outbound system, each behind a small interface."""

@@ -1,0 +1,44 @@
+"""Outbound HTTP with explicit timeouts and one classification of failures: retryable or permanent."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import requests
+
+from services.errors import ProviderRejected, ProviderUnavailable
+
+logger = logging.getLogger(__name__)
+
+
+def retry_after_seconds(response: requests.Response, body: Any = None) -> float | None:
+    """Seconds to wait from a Retry-After header or a Telegram-style parameters.retry_after."""
+    if isinstance(body, dict):
+        value = (body.get("parameters") or {}).get("retry_after")
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    header = response.headers.get("Retry-After", "")
+    return float(header) if header.isdigit() else None
+
+
+def request_json(session: requests.Session, method: str, url: str, *, timeout: float, provider: str,
+                 **kwargs: Any) -> tuple[int, Any]:
+    """Send a request and return (status, parsed JSON body); network trouble, 5xx and 429 are retryable."""
+    try:
+        response = session.request(method, url, timeout=timeout, **kwargs)
+    except requests.Timeout:
+        raise ProviderUnavailable(f"{provider} did not answer within {timeout} s") from None
+    except requests.RequestException as exc:
+        raise ProviderUnavailable(f"{provider} is unreachable: {type(exc).__name__}") from None
+    with response:
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+    if response.status_code == 429 or response.status_code >= 500:
+        raise ProviderUnavailable(f"{provider} answered HTTP {response.status_code}",
+                                  retry_after=retry_after_seconds(response, body))
+    if body is None:
+        raise ProviderRejected(f"{provider} answered HTTP {response.status_code} without JSON")
+    return response.status_code, body

@@ -1,0 +1,57 @@
+"""Fixtures running each fake provider for the duration of one test."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import pytest
+
+from .base import FakeServer, RecordedRequest, Response
+from .cryptopay import FakeCryptoPay
+from .marzban import FakeMarzban
+from .merchant import FakeMerchant
+from .tbank import FakeTBank
+from .telegram import FakeTelegram
+
+
+class Sink(FakeServer):
+    """Accepts anything with 200 OK; stands in for the gateway when testing the fakes' senders."""
+
+    def handle(self, req: RecordedRequest) -> Response:
+        return Response(200, "OK")
+
+
+@pytest.fixture
+def sink() -> Iterator[Sink]:
+    with Sink() as server:
+        yield server
+
+
+@pytest.fixture
+def tbank() -> Iterator[FakeTBank]:
+    with FakeTBank("TinkoffBankTest", "TinkoffBankTest") as server:
+        yield server
+
+
+@pytest.fixture
+def cryptopay() -> Iterator[FakeCryptoPay]:
+    with FakeCryptoPay() as server:
+        yield server
+
+
+@pytest.fixture
+def telegram() -> Iterator[FakeTelegram]:
+    with FakeTelegram() as server:
+        yield server
+
+
+@pytest.fixture
+def marzban() -> Iterator[FakeMarzban]:
+    with FakeMarzban() as server:
+        yield server
+
+
+@pytest.fixture
+def merchant() -> Iterator[FakeMerchant]:
+    with FakeMerchant() as server:
+        yield server

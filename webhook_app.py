@@ -1,0 +1,78 @@
+"""The application factory: the one place that wires settings, extensions, blueprints and commands."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Mapping
+
+import simplejson
+from flask import Flask
+from flask.json.provider import DefaultJSONProvider
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from blueprints import register_blueprints
+from blueprints.errors import register_error_handlers
+from blueprints.requests_log import register_request_hooks
+from services.db import configure_engine, db, engine_options, migrate
+from services.logs import configure_logging
+from webhook_config import load_settings, read_environment
+
+ROOT = Path(__file__).resolve().parent
+
+
+class DecimalJSONProvider(DefaultJSONProvider):
+    """JSON with Decimal emitted as an exact number (the stdlib would need float)."""
+
+    def dumps(self, obj, **kwargs):
+        kwargs.setdefault("use_decimal", True)
+        kwargs.setdefault("ensure_ascii", False)
+        kwargs.setdefault("default", self.default)
+        return simplejson.dumps(obj, **kwargs)
+
+    def loads(self, s, **kwargs):
+        return simplejson.loads(s, use_decimal=True, **kwargs)
+
+
+def create_app(environ: Mapping[str, str] | None = None) -> Flask:
+    """Build the app from `environ` (default: the process environment over `.env`)."""
+    app = Flask(__name__, instance_path=str(ROOT / "instance"))
+    env = read_environment(ROOT / ".env") if environ is None else dict(environ)
+    settings = load_settings(env, Path(app.instance_path))
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    configure_logging(settings.log_level)
+    app.config.update(
+        SETTINGS=settings,
+        SECRET_KEY=settings.secret_key or _development_secret(Path(app.instance_path)),
+        SQLALCHEMY_DATABASE_URI=settings.database_url,
+        SQLALCHEMY_ENGINE_OPTIONS=engine_options(settings.database_url),
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.server_url.startswith("https://"),
+    )
+    app.json = DecimalJSONProvider(app)
+    if settings.proxy_hops:
+        hops = settings.proxy_hops
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(ROOT / "migrations"))
+    with app.app_context():
+        configure_engine(db.engine)
+    register_request_hooks(app)
+    register_error_handlers(app)
+    register_blueprints(app)
+    return app
+
+
+def _development_secret(instance: Path) -> str:
+    """Outside production a missing SECRET_KEY is generated once and kept, so all workers share it."""
+    path = instance / "secret_key"
+    try:
+        with open(path, "x", encoding="ascii", opener=lambda name, flags: os.open(name, flags, 0o600)) as file:
+            file.write(secrets.token_urlsafe(48))
+    except FileExistsError:
+        pass
+    return path.read_text().strip()
+

@@ -1,0 +1,233 @@
+"""All settings of the gateway, read once from the environment (and `.env`) and validated."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Mapping
+
+from dotenv import dotenv_values
+
+MIN_SECRET_LENGTH = 32
+DEFAULT_RETRY_SCHEDULE = (5, 300, 1800, 7200, 18000, 36000, 36000)
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Typed, validated settings; one instance per app, stored in app.config["SETTINGS"]."""
+
+    app_env: str = "development"
+    secret_key: str = ""
+    database_url: str = ""
+    api_tokens: tuple[str, ...] = ()
+    admin_keys: tuple[str, ...] = ()
+    server_url: str = "http://127.0.0.1:8080"
+    proxy_hops: int = 0
+    log_level: str = "INFO"
+    http_timeout: float = 10.0
+
+    sbp_gateway: str = "sandbox"
+    tbank_terminal_key: str = ""
+    tbank_password: str = field(default="", repr=False)
+    tbank_api_url: str = "https://securepay.tinkoff.ru/v2/"
+
+    cryptobot_token: str = field(default="", repr=False)
+    cryptobot_api_url: str = "https://testnet-pay.crypt.bot/api/"
+
+    telegram_bot_token: str = field(default="", repr=False)
+    telegram_webhook_secret: str = field(default="", repr=False)
+    telegram_api_url: str = "https://api.telegram.org"
+    telegram_forward_url: str = ""
+
+    bmc_webhook_secret: str = field(default="", repr=False)
+    bmc_page_url: str = ""
+    bmc_currency: str = "USD"
+
+    merchant_webhook_url: str = ""
+    merchant_webhook_secret: str = field(default="", repr=False)
+
+    panel_type: str = ""
+    marzban_url: str = ""
+    marzban_public_url: str = ""
+    marzban_username: str = ""
+    marzban_password: str = field(default="", repr=False)
+
+    credit_unit: str = "NDN"
+    order_ttl_seconds: int = 900
+    max_body_bytes: int = 65536
+    outbox_retry_schedule: tuple[int, ...] = DEFAULT_RETRY_SCHEDULE
+    reconcile_after_seconds: int = 120
+
+    @property
+    def production(self) -> bool:
+        return self.app_env == "production"
+
+    @property
+    def sandbox(self) -> bool:
+        return self.sbp_gateway == "sandbox"
+
+
+def _text(env: Mapping[str, str], name: str, default: str = "") -> str:
+    return env.get(name, default).strip() or default
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = _text(env, name)
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _decimal_seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = _text(env, name)
+    if not raw:
+        return default
+    try:
+        value = Decimal(raw)
+    except ArithmeticError:
+        raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{name} must be positive")
+    return float(value)
+
+
+def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in env.get(name, "").split(",") if item.strip())
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = _text(env, name, default).lower()
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def _url(env: Mapping[str, str], name: str, default: str = "") -> str:
+    value = _text(env, name, default)
+    if value and not value.startswith(("http://", "https://")):
+        raise ConfigError(f"{name} must be an http(s) URL, got {value!r}")
+    return value
+
+
+def _schedule(env: Mapping[str, str], name: str) -> tuple[int, ...]:
+    raw = _text(env, name)
+    if not raw:
+        return DEFAULT_RETRY_SCHEDULE
+    try:
+        schedule = tuple(int(part) for part in raw.split(","))
+    except ValueError:
+        raise ConfigError(f"{name} must be comma-separated whole seconds, got {raw!r}") from None
+    if not schedule or any(step <= 0 for step in schedule):
+        raise ConfigError(f"{name} must list positive seconds")
+    return schedule
+
+
+def _default_database_url(instance_path: Path) -> str:
+    return f"sqlite:///{instance_path / 'webhook.db'}"
+
+
+def load_settings(environ: Mapping[str, str], instance_path: Path) -> Settings:
+    """Build Settings from a mapping of environment variables; raise ConfigError on bad input."""
+    env = dict(environ)
+    settings = Settings(
+        app_env=_choice(env, "APP_ENV", "development", ("development", "production", "testing")),
+        secret_key=_text(env, "SECRET_KEY"),
+        database_url=_text(env, "DATABASE_URL") or _default_database_url(instance_path),
+        api_tokens=_list(env, "WEBHOOK_API_TOKEN"),
+        admin_keys=_list(env, "ADMIN_API_KEY"),
+        server_url=_url(env, "SERVER_URL", "http://127.0.0.1:8080").rstrip("/"),
+        proxy_hops=_int(env, "PROXY_HOPS", 0),
+        log_level=_choice(env, "LOG_LEVEL", "info", ("debug", "info", "warning", "error")).upper(),
+        http_timeout=_decimal_seconds(env, "HTTP_TIMEOUT_SECONDS", 10.0),
+        sbp_gateway=_choice(env, "SBP_GATEWAY", "sandbox", ("sandbox", "tbank")),
+        tbank_terminal_key=_text(env, "TBANK_TERMINAL_KEY"),
+        tbank_password=_text(env, "TBANK_PASSWORD"),
+        tbank_api_url=_url(env, "TBANK_API_URL", "https://securepay.tinkoff.ru/v2/"),
+        cryptobot_token=_text(env, "CRYPTOBOT_TOKEN"),
+        cryptobot_api_url=_url(env, "CRYPTOBOT_API_URL", "https://testnet-pay.crypt.bot/api/"),
+        telegram_bot_token=_text(env, "TELEGRAM_BOT_TOKEN"),
+        telegram_webhook_secret=_text(env, "TELEGRAM_WEBHOOK_SECRET"),
+        telegram_api_url=_url(env, "TELEGRAM_API_URL", "https://api.telegram.org").rstrip("/"),
+        telegram_forward_url=_url(env, "TELEGRAM_FORWARD_URL"),
+        bmc_webhook_secret=_text(env, "BMC_WEBHOOK_SECRET"),
+        bmc_page_url=_url(env, "BMC_PAGE_URL"),
+        bmc_currency=_text(env, "BMC_CURRENCY", "USD").upper(),
+        merchant_webhook_url=_url(env, "MERCHANT_WEBHOOK_URL"),
+        merchant_webhook_secret=_text(env, "MERCHANT_WEBHOOK_SECRET"),
+        panel_type=_choice(env, "PANEL_TYPE", "", ("", "marzban")),
+        marzban_url=_url(env, "MARZBAN_URL").rstrip("/"),
+        marzban_public_url=_url(env, "MARZBAN_PUBLIC_URL").rstrip("/"),
+        marzban_username=_text(env, "MARZBAN_USERNAME"),
+        marzban_password=_text(env, "MARZBAN_PASSWORD"),
+        credit_unit=_text(env, "CREDIT_UNIT", "NDN"),
+        order_ttl_seconds=_int(env, "ORDER_TTL_SECONDS", 900, minimum=1),
+        max_body_bytes=_int(env, "MAX_BODY_BYTES", 65536, minimum=1024),
+        outbox_retry_schedule=_schedule(env, "OUTBOX_RETRY_SCHEDULE"),
+        reconcile_after_seconds=_int(env, "RECONCILE_AFTER_SECONDS", 120, minimum=1),
+    )
+    _validate(settings)
+    return settings
+
+
+def _require(settings: Settings, names: tuple[str, ...], feature: str) -> None:
+    for name in names:
+        if not getattr(settings, name.lower()):
+            raise ConfigError(f"{name} is required when {feature}")
+
+
+# Secrets the operator chooses; provider-issued ones (T-Bank password, BMC and
+# Crypto Pay tokens) have whatever length the provider gives and are exempt.
+_CHOSEN_SECRETS = {
+    "WEBHOOK_API_TOKEN": "api_tokens",
+    "ADMIN_API_KEY": "admin_keys",
+    "SECRET_KEY": "secret_key",
+    "TELEGRAM_WEBHOOK_SECRET": "telegram_webhook_secret",
+    "MERCHANT_WEBHOOK_SECRET": "merchant_webhook_secret",
+}
+
+
+def _validate(settings: Settings) -> None:
+    if settings.sbp_gateway == "tbank":
+        _require(settings, ("TBANK_TERMINAL_KEY", "TBANK_PASSWORD"), "SBP_GATEWAY=tbank")
+    if settings.merchant_webhook_url:
+        _require(settings, ("MERCHANT_WEBHOOK_SECRET",), "MERCHANT_WEBHOOK_URL is set")
+        if not settings.merchant_webhook_secret.startswith("whsec_"):
+            raise ConfigError("MERCHANT_WEBHOOK_SECRET must be a Standard Webhooks secret (whsec_...)")
+    if settings.panel_type == "marzban":
+        _require(settings, ("MARZBAN_URL", "MARZBAN_USERNAME", "MARZBAN_PASSWORD"), "PANEL_TYPE=marzban")
+    if settings.telegram_webhook_secret and not _is_telegram_secret(settings.telegram_webhook_secret):
+        raise ConfigError("TELEGRAM_WEBHOOK_SECRET must be 1-256 characters of A-Z, a-z, 0-9, _ and -")
+    if settings.production:
+        _require(settings, ("SECRET_KEY",), "APP_ENV=production")
+        for name, attr in _CHOSEN_SECRETS.items():
+            value = getattr(settings, attr)
+            values = value if isinstance(value, tuple) else (value,) if value else ()
+            if any(len(item) < MIN_SECRET_LENGTH for item in values):
+                raise ConfigError(f"{name} must be at least {MIN_SECRET_LENGTH} characters in production")
+
+
+def _is_telegram_secret(value: str) -> bool:
+    allowed = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+    return 1 <= len(value) <= 256 and set(value) <= allowed
+
+
+def read_environment(env_file: Path | None) -> dict[str, str]:
+    """The process environment over the optional `.env` file (real variables win)."""
+    merged: dict[str, str] = {}
+    if env_file is not None and env_file.is_file():
+        merged.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+    merged.update(os.environ)
+    return merged
+
