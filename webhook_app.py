@@ -15,6 +15,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from blueprints import register_blueprints
 from blueprints.errors import register_error_handlers
 from blueprints.requests_log import register_request_hooks
+from commands import register_commands
 from services.db import configure_engine, db, engine_options, migrate
 from services.logs import configure_logging
 from webhook_config import load_settings, read_environment
@@ -63,6 +64,7 @@ def create_app(environ: Mapping[str, str] | None = None) -> Flask:
     register_request_hooks(app)
     register_error_handlers(app)
     register_blueprints(app)
+    register_commands(app)
     return app
 
 

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from importlib import import_module
+
 from flask import Flask
+
+# One module per area or provider, each exposing `bp`.
+BLUEPRINT_MODULES = (
+    "blueprints.api",
+    "blueprints.health",
+    "blueprints.sandbox",
+    "blueprints.sbp",
+)
 
 
 def register_blueprints(app: Flask) -> None:
-    from blueprints import api, health, sandbox, sbp
-
-    for module in (api, health, sandbox, sbp):
-        app.register_blueprint(module.bp)
+    for name in BLUEPRINT_MODULES:
+        app.register_blueprint(import_module(name).bp)
