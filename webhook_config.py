@@ -23,10 +23,10 @@ class Settings:
     """Typed, validated settings; one instance per app, stored in app.config["SETTINGS"]."""
 
     app_env: str = "development"
-    secret_key: str = ""
-    database_url: str = ""
-    api_tokens: tuple[str, ...] = ()
-    admin_keys: tuple[str, ...] = ()
+    secret_key: str = field(default="", repr=False)
+    database_url: str = field(default="", repr=False)
+    api_tokens: tuple[str, ...] = field(default=(), repr=False)
+    admin_keys: tuple[str, ...] = field(default=(), repr=False)
     server_url: str = "http://127.0.0.1:8080"
     proxy_hops: int = 0
     log_level: str = "INFO"

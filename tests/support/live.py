@@ -39,7 +39,11 @@ class LiveServer:
             cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         if self.log_path:
             log.close()
-        self._wait_until_ready()
+        try:
+            self._wait_until_ready()
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
         return self
 
     def _wait_until_ready(self, timeout: float = 30.0) -> None:
@@ -48,9 +52,9 @@ class LiveServer:
             if self.process.poll() is not None:
                 raise RuntimeError(f"gunicorn exited with {self.process.returncode}")
             try:
-                if requests.get(self.url + "/health", timeout=1).status_code in (200, 503):
+                if requests.get(self.url + "/health", timeout=5).status_code in (200, 503):
                     return
-            except requests.ConnectionError:
+            except requests.RequestException:
                 time.sleep(0.1)
         raise TimeoutError("gunicorn did not start")
 
