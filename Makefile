@@ -27,5 +27,7 @@ run: migrate
 test: venv
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+include deploy/deploy.mk
+
 clean:
 	rm -rf $(VENV) instance/webhook.db*

@@ -10,7 +10,7 @@ Environment knobs (all optional):
     GUNICORN_BIND            listen address           127.0.0.1:8080
     GUNICORN_WORKERS         worker processes         2 * cores + 1, at most 8
     GUNICORN_THREADS         threads per worker       1 (sync worker)
-    GUNICORN_TIMEOUT         hard per-request limit   20 (seconds)
+    GUNICORN_TIMEOUT         hard per-request limit   30 (seconds)
     GUNICORN_ACCESS_LOG      any non-empty value turns gunicorn's own
                              JSON access log on (stdout)
     GUNICORN_CONTROL_SOCKET  path of the gunicornc control socket
@@ -24,6 +24,7 @@ import glob
 import json
 import logging
 import os
+import time
 
 from gunicorn import glogging
 
@@ -60,8 +61,9 @@ bind = [os.environ.get("GUNICORN_BIND", "127.0.0.1:8080")]
 # * nginx buffers whole requests and responses (proxy_request_buffering /
 #   proxy_buffering), so slow clients never hold a worker; what is left is a
 #   short database transaction per request.
-# * Outbound calls (notifications, merchant webhooks, panel) run in the
-#   webhook-worker@ units, not in request handlers.
+# * Notifications, merchant webhooks and panel calls run in the
+#   webhook-worker@ units; only payment creation calls a provider in the
+#   request, with a timeout.
 # * With sync workers `timeout` is a real per-request deadline: a request
 #   stuck longer than that gets its worker killed and replaced.  gthread only
 #   detects a stuck *process*, a stuck thread blocks silently.
@@ -85,13 +87,14 @@ max_requests_jitter = 100
 preload_app = False
 
 # --- Timeouts -------------------------------------------------------------
-# Providers wait only seconds for an answer and retry when they get none, and
-# our handlers do one database transaction (plus, for a few payment-creation
-# calls, one provider API call that has its own shorter timeout).  A request
-# still running after 20 s is stuck: kill it rather than tie up the worker.
-# nginx's proxy_read_timeout (25 s) is a little longer, so nginx sees the
-# kill and answers 502 JSON instead of giving up first.
-timeout = _env_int("GUNICORN_TIMEOUT", 20)
+# Webhook handlers do one database transaction and answer in milliseconds;
+# providers give up after some seconds and retry.  The slowest legitimate
+# request is a payment creation that calls a provider API twice (T-Bank
+# Init + GetQr), each call bounded by HTTP_TIMEOUT_SECONDS (10 s).  A request
+# still running after 30 s is stuck: kill the worker rather than let it hold
+# a slot.  nginx's proxy_read_timeout (35 s) is a little longer, so nginx
+# sees the kill and answers 502 JSON instead of giving up first.
+timeout = _env_int("GUNICORN_TIMEOUT", 30)
 # On SIGTERM / restart, in-flight requests get this long to finish.
 # webhook.service's TimeoutStopSec is longer than this.
 graceful_timeout = 20
@@ -133,15 +136,21 @@ proc_name = "webhook"
 
 
 # --- Logging --------------------------------------------------------------
+def _iso_time(timestamp=None):
+    """UTC, ISO 8601 with milliseconds: 2026-01-31T12:00:00.123Z."""
+    moment = datetime.datetime.fromtimestamp(
+        time.time() if timestamp is None else timestamp, datetime.timezone.utc
+    )
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line, like the application's own log lines."""
+    """One JSON object per line, with the field names of the app's own lines."""
 
     def format(self, record):
         entry = {
-            "timestamp": datetime.datetime.fromtimestamp(
-                record.created, datetime.timezone.utc
-            ).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-            "level": record.levelname.lower(),
+            "time": _iso_time(record.created),
+            "level": record.levelname,
             "logger": record.name,
             "pid": record.process,
             "message": record.getMessage(),
@@ -170,9 +179,8 @@ class JsonLogger(glogging.Logger):
             return
         atoms = self.atoms(resp, req, environ, request_time)
         entry = {
-            "timestamp": datetime.datetime.now(datetime.timezone.utc)
-            .isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-            "level": "info",
+            "time": _iso_time(),
+            "level": "INFO",
             "logger": "gunicorn.access",
             "event": "gunicorn_access",
             "method": atoms["m"],

@@ -18,7 +18,7 @@ from blueprints.requests_log import register_request_hooks
 from commands import register_commands
 from services.db import configure_engine, db, engine_options, migrate
 from services.logs import configure_logging
-from webhook_config import load_settings, read_environment
+from webhook_config import default_database_url, load_settings, read_environment
 
 ROOT = Path(__file__).resolve().parent
 
@@ -41,7 +41,6 @@ def create_app(environ: Mapping[str, str] | None = None) -> Flask:
     app = Flask(__name__, instance_path=str(ROOT / "instance"))
     env = read_environment(ROOT / ".env") if environ is None else dict(environ)
     settings = load_settings(env, Path(app.instance_path))
-    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     configure_logging(settings.log_level)
     app.config.update(
         SETTINGS=settings,
@@ -53,6 +52,8 @@ def create_app(environ: Mapping[str, str] | None = None) -> Flask:
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.server_url.startswith("https://"),
     )
+    if settings.database_url == default_database_url(Path(app.instance_path)):
+        Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     app.json = DecimalJSONProvider(app)
     if settings.proxy_hops:
         hops = settings.proxy_hops
@@ -70,6 +71,7 @@ def create_app(environ: Mapping[str, str] | None = None) -> Flask:
 
 def _development_secret(instance: Path) -> str:
     """Outside production a missing SECRET_KEY is generated once and kept, so all workers share it."""
+    instance.mkdir(parents=True, exist_ok=True)
     path = instance / "secret_key"
     try:
         with open(path, "x", encoding="ascii", opener=lambda name, flags: os.open(name, flags, 0o600)) as file:

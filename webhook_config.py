@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -57,12 +58,22 @@ class Settings:
     marzban_public_url: str = ""
     marzban_username: str = ""
     marzban_password: str = field(default="", repr=False)
+    marzban_proxies: dict = field(default_factory=lambda: {"vless": {}}, hash=False)
+    marzban_inbounds: dict = field(default_factory=dict, hash=False)
+    panel_refresh_concurrency: int = 4
+
+    console_lockout_attempts: int = 5
+    console_lockout_seconds: int = 900
+    console_session_seconds: int = 43200
 
     credit_unit: str = "NDN"
     order_ttl_seconds: int = 900
     max_body_bytes: int = 65536
     outbox_retry_schedule: tuple[int, ...] = DEFAULT_RETRY_SCHEDULE
     reconcile_after_seconds: int = 120
+    reconcile_interval_seconds: int = 60
+    outbox_lease_seconds: int = 60
+    worker_poll_seconds: float = 1.0
 
     @property
     def production(self) -> bool:
@@ -134,7 +145,20 @@ def _schedule(env: Mapping[str, str], name: str) -> tuple[int, ...]:
     return schedule
 
 
-def _default_database_url(instance_path: Path) -> str:
+def _json_object(env: Mapping[str, str], name: str, default: dict) -> dict:
+    raw = _text(env, name)
+    if not raw:
+        return default
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a JSON object, got {raw!r}") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{name} must be a JSON object, got {raw!r}")
+    return value
+
+
+def default_database_url(instance_path: Path) -> str:
     return f"sqlite:///{instance_path / 'webhook.db'}"
 
 
@@ -144,7 +168,7 @@ def load_settings(environ: Mapping[str, str], instance_path: Path) -> Settings:
     settings = Settings(
         app_env=_choice(env, "APP_ENV", "development", ("development", "production", "testing")),
         secret_key=_text(env, "SECRET_KEY"),
-        database_url=_text(env, "DATABASE_URL") or _default_database_url(instance_path),
+        database_url=_text(env, "DATABASE_URL") or default_database_url(instance_path),
         api_tokens=_list(env, "WEBHOOK_API_TOKEN"),
         admin_keys=_list(env, "ADMIN_API_KEY"),
         server_url=_url(env, "SERVER_URL", "http://127.0.0.1:8080").rstrip("/"),
@@ -171,11 +195,20 @@ def load_settings(environ: Mapping[str, str], instance_path: Path) -> Settings:
         marzban_public_url=_url(env, "MARZBAN_PUBLIC_URL").rstrip("/"),
         marzban_username=_text(env, "MARZBAN_USERNAME"),
         marzban_password=_text(env, "MARZBAN_PASSWORD"),
+        marzban_proxies=_json_object(env, "MARZBAN_PROXIES", {"vless": {}}),
+        marzban_inbounds=_json_object(env, "MARZBAN_INBOUNDS", {}),
+        panel_refresh_concurrency=_int(env, "PANEL_REFRESH_CONCURRENCY", 4, minimum=1),
+        console_lockout_attempts=_int(env, "CONSOLE_LOCKOUT_ATTEMPTS", 5, minimum=1),
+        console_lockout_seconds=_int(env, "CONSOLE_LOCKOUT_SECONDS", 900, minimum=1),
+        console_session_seconds=_int(env, "CONSOLE_SESSION_SECONDS", 43200, minimum=60),
         credit_unit=_text(env, "CREDIT_UNIT", "NDN"),
         order_ttl_seconds=_int(env, "ORDER_TTL_SECONDS", 900, minimum=1),
         max_body_bytes=_int(env, "MAX_BODY_BYTES", 65536, minimum=1024),
         outbox_retry_schedule=_schedule(env, "OUTBOX_RETRY_SCHEDULE"),
         reconcile_after_seconds=_int(env, "RECONCILE_AFTER_SECONDS", 120, minimum=1),
+        reconcile_interval_seconds=_int(env, "RECONCILE_INTERVAL_SECONDS", 60, minimum=1),
+        outbox_lease_seconds=_int(env, "OUTBOX_LEASE_SECONDS", 60, minimum=1),
+        worker_poll_seconds=_decimal_seconds(env, "WORKER_POLL_SECONDS", 1.0),
     )
     _validate(settings)
     return settings
@@ -199,6 +232,9 @@ _CHOSEN_SECRETS = {
 
 
 def _validate(settings: Settings) -> None:
+    # A lease shorter than one outbound call would let a second worker deliver the same message.
+    if settings.outbox_lease_seconds <= settings.http_timeout:
+        raise ConfigError("OUTBOX_LEASE_SECONDS must be longer than HTTP_TIMEOUT_SECONDS")
     if settings.sbp_gateway == "tbank":
         _require(settings, ("TBANK_TERMINAL_KEY", "TBANK_PASSWORD"), "SBP_GATEWAY=tbank")
     if settings.merchant_webhook_url:
@@ -207,6 +243,7 @@ def _validate(settings: Settings) -> None:
             raise ConfigError("MERCHANT_WEBHOOK_SECRET must be a Standard Webhooks secret (whsec_...)")
     if settings.panel_type == "marzban":
         _require(settings, ("MARZBAN_URL", "MARZBAN_USERNAME", "MARZBAN_PASSWORD"), "PANEL_TYPE=marzban")
+        _require(settings, ("MARZBAN_PROXIES",), "PANEL_TYPE=marzban")
     if settings.telegram_webhook_secret and not _is_telegram_secret(settings.telegram_webhook_secret):
         raise ConfigError("TELEGRAM_WEBHOOK_SECRET must be 1-256 characters of A-Z, a-z, 0-9, _ and -")
     if settings.production:

@@ -6,9 +6,9 @@ from flask import Blueprint, Response, request
 
 from blueprints.http import load_body, note_order, now, require_bearer, settings
 from services import ledger, payments, qr
-from services.errors import NotFound
+from services.errors import InvalidRequest, NotFound
 from services.orders import get_order
-from services.schemas import BalanceSchema, OrderStatusSchema, PaymentRequestSchema, PaymentResponseSchema
+from services.schemas import MAX_TELEGRAM_ID, BalanceSchema, OrderStatusSchema, PaymentRequestSchema, PaymentResponseSchema
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 api_token = require_bearer(lambda s: s.api_tokens, "The payment API (WEBHOOK_API_TOKEN)")
@@ -33,6 +33,8 @@ def order_status(order_id: str):
 @bp.get("/balance/<int:telegram_id>")
 @api_token
 def balance(telegram_id: int):
+    if telegram_id > MAX_TELEGRAM_ID:
+        raise InvalidRequest("The Telegram id is out of range.", {"telegramId": [f"must be at most {MAX_TELEGRAM_ID}"]})
     return BalanceSchema().dump({"telegram_id": telegram_id, "balance": ledger.balance(telegram_id),
                                  "unit": settings().credit_unit})
 

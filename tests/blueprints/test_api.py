@@ -192,3 +192,7 @@ def test_qr_of_unknown_order_or_format_is_404(client):
     assert_error(client.get("/api/payment/none/qr.png"), 404)
     create(client)
     assert_error(client.get("/api/payment/order-1/qr.gif"), 404)
+
+
+def test_balance_of_out_of_range_telegram_id_is_422(client):
+    assert_error(client.get(f"/api/balance/{2**64}", headers=AUTH), 422, "validation_error")

@@ -1,0 +1,177 @@
+"""gunicorn.conf.py, loaded and validated the way gunicorn loads it."""
+
+import datetime
+import json
+import logging
+import runpy
+from types import SimpleNamespace
+
+import pytest
+from gunicorn.config import Config
+
+ENV_KNOBS = (
+    "GUNICORN_BIND", "GUNICORN_WORKERS", "GUNICORN_THREADS", "GUNICORN_TIMEOUT",
+    "GUNICORN_ACCESS_LOG", "GUNICORN_CONTROL_SOCKET", "RUNTIME_DIRECTORY",
+    "PROMETHEUS_MULTIPROC_DIR", "LOG_LEVEL",
+)
+
+
+@pytest.fixture
+def load(repo_root, monkeypatch):
+    """Load gunicorn.conf.py under the given environment into a Config.
+
+    Every setting goes through gunicorn's own validators, as `-c` does.
+    """
+
+    def _load(**env):
+        for name in ENV_KNOBS:
+            monkeypatch.delenv(name, raising=False)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        namespace = runpy.run_path(str(repo_root / "gunicorn.conf.py"))
+        cfg = Config()
+        for name, value in namespace.items():
+            if name in cfg.settings:
+                cfg.set(name, value)
+        return cfg, namespace
+
+    return _load
+
+
+def test_defaults_suit_a_loopback_service_behind_nginx(load):
+    cfg, _ = load()
+    assert cfg.bind == ["127.0.0.1:8080"]
+    assert cfg.worker_class_str == "sync"
+    assert 1 <= cfg.workers <= 8
+    assert cfg.forwarded_allow_ips == ["127.0.0.1"]
+    assert cfg.preload_app is False
+    assert cfg.timeout == 30
+    assert cfg.graceful_timeout == 20
+    assert cfg.max_requests > 0 and cfg.max_requests_jitter > 0
+    assert cfg.accesslog is None  # the app logs each request itself
+    assert cfg.errorlog == "-"
+    assert cfg.control_socket_disable is True  # no socket in $HOME
+
+
+def test_environment_knobs(load):
+    cfg, _ = load(
+        GUNICORN_BIND="0.0.0.0:9000", GUNICORN_WORKERS="3", GUNICORN_THREADS="4",
+        GUNICORN_TIMEOUT="45", GUNICORN_ACCESS_LOG="1", LOG_LEVEL="DEBUG",
+    )
+    assert cfg.bind == ["0.0.0.0:9000"]
+    assert cfg.workers == 3
+    assert cfg.threads == 4
+    assert cfg.worker_class_str == "gthread"
+    assert cfg.timeout == 45
+    assert cfg.accesslog == "-"
+    assert cfg.loglevel == "debug"
+
+
+@pytest.mark.parametrize("value", ["zero", "0", "-2"])
+def test_bad_worker_count_stops_with_the_variable_named(load, value):
+    with pytest.raises(SystemExit, match="GUNICORN_WORKERS"):
+        load(GUNICORN_WORKERS=value)
+
+
+def test_control_socket_goes_to_the_systemd_runtime_directory(load, tmp_path):
+    cfg, _ = load(RUNTIME_DIRECTORY=f"{tmp_path}:{tmp_path}/prometheus")
+    assert cfg.control_socket == str(tmp_path / "gunicorn.ctl")
+    assert cfg.control_socket_disable is False
+
+
+@pytest.fixture
+def json_logger(load, tmp_path):
+    """Build the config's JsonLogger with its handlers writing to files.
+
+    gunicorn's loggers are process-wide, so the handlers are removed again
+    afterwards.
+    """
+    streams = []
+
+    def build(**env):
+        cfg, namespace = load(**env)
+        logger = namespace["JsonLogger"](cfg)
+        for name, log in (("access", logger.access_log), ("error", logger.error_log)):
+            stream = open(tmp_path / f"{name}.log", "w", encoding="utf-8")
+            streams.append(stream)
+            for handler in log.handlers:
+                # (pytest adds its own capture handlers to these loggers)
+                if getattr(handler, "_gunicorn", False):
+                    handler.setStream(stream)
+        return logger
+
+    yield build
+    for log in (logging.getLogger("gunicorn.access"), logging.getLogger("gunicorn.error")):
+        for handler in list(log.handlers):
+            if getattr(handler, "_gunicorn", False):
+                log.removeHandler(handler)
+    for stream in streams:
+        stream.close()
+
+
+def flush(log):
+    for handler in log.handlers:
+        handler.flush()
+
+
+def read_lines(path):
+    return path.read_text(encoding="utf-8").splitlines()
+
+
+def test_access_log_lines_are_valid_json_whatever_the_request(json_logger, tmp_path):
+    logger = json_logger(GUNICORN_ACCESS_LOG="1")
+    resp = SimpleNamespace(status="201 CREATED", headers=[], sent=17)
+    req = SimpleNamespace(headers=[("X-REQUEST-ID", 'id"with\\quotes\n')])
+    environ = {
+        "REQUEST_METHOD": "POST", "RAW_URI": '/api/"x"', "PATH_INFO": '/api/"x"\\',
+        "QUERY_STRING": "a=\x01", "SERVER_PROTOCOL": "HTTP/1.0",
+        "REMOTE_ADDR": "127.0.0.1", "HTTP_USER_AGENT": 'ua\t"',
+    }
+    logger.access(resp, req, environ, datetime.timedelta(milliseconds=12))
+    flush(logger.access_log)
+    lines = read_lines(tmp_path / "access.log")
+    assert len(lines) == 1
+    entry = json.loads(lines[0])
+    assert entry["status"] == 201
+    assert entry["path"] == '/api/"x"\\'
+    assert entry["request_id"] == 'id"with\\quotes\n'
+    assert entry["duration_ms"] == 12
+
+
+def test_access_log_is_off_by_default(json_logger, tmp_path):
+    logger = json_logger()
+    resp = SimpleNamespace(status="200 OK", headers=[], sent=2)
+    environ = {"REQUEST_METHOD": "GET", "RAW_URI": "/", "SERVER_PROTOCOL": "HTTP/1.0"}
+    logger.access(resp, SimpleNamespace(headers=[]), environ, datetime.timedelta(0))
+    assert read_lines(tmp_path / "access.log") == []
+
+
+def test_error_log_lines_are_json(json_logger, tmp_path):
+    logger = json_logger()
+    logger.error("worker %s timed out", 42)
+    flush(logger.error_log)
+    entry = json.loads(read_lines(tmp_path / "error.log")[0])
+    assert entry["level"] == "ERROR"
+    assert entry["message"] == "worker 42 timed out"
+    assert entry["logger"] == "gunicorn.error"
+
+
+def test_prometheus_files_are_wiped_at_start_and_dropped_for_dead_workers(load, tmp_path):
+    pytest.importorskip("prometheus_client")
+    metrics_dir = tmp_path / "prometheus"
+    metrics_dir.mkdir()
+    (metrics_dir / "counter_1.db").write_bytes(b"stale")
+    _, namespace = load(PROMETHEUS_MULTIPROC_DIR=str(metrics_dir))
+
+    namespace["on_starting"](None)
+    assert list(metrics_dir.iterdir()) == []
+
+    (metrics_dir / "gauge_livesum_4242.db").write_bytes(b"")
+    (metrics_dir / "counter_4242.db").write_bytes(b"")
+    namespace["child_exit"](None, SimpleNamespace(pid=4242))
+    assert sorted(p.name for p in metrics_dir.iterdir()) == ["counter_4242.db"]
+
+
+def test_child_exit_is_a_no_op_without_multiprocess_metrics(load):
+    _, namespace = load()
+    namespace["child_exit"](None, SimpleNamespace(pid=4242))  # must not raise
