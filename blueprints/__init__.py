@@ -5,16 +5,34 @@ from __future__ import annotations
 from importlib import import_module
 
 from flask import Flask
+from werkzeug.routing import IntegerConverter
+
+from services.db import ROW_ID_MAX
 
 # One module per area or provider, each exposing `bp`.
 BLUEPRINT_MODULES = (
+    "blueprints.admin",
     "blueprints.api",
+    "blueprints.bmc",
+    "blueprints.console",
+    "blueprints.cryptobot",
+    "blueprints.docs",
     "blueprints.health",
+    "blueprints.metrics",
     "blueprints.sandbox",
     "blueprints.sbp",
+    "blueprints.telegram",
 )
 
 
+class RowIdConverter(IntegerConverter):
+    """A table's integer id: larger numbers match no route (404) instead of overflowing the column."""
+
+    def __init__(self, url_map, *args, **kwargs):
+        super().__init__(url_map, max=ROW_ID_MAX)
+
+
 def register_blueprints(app: Flask) -> None:
+    app.url_map.converters["row_id"] = RowIdConverter
     for name in BLUEPRINT_MODULES:
         app.register_blueprint(import_module(name).bp)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, jsonify, request
 from marshmallow import ValidationError
 from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
+from services import metrics
 from services.db import DATABASE_DOWN
-from services.errors import GatewayError
+from services.errors import GatewayError, SignatureInvalid
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +40,9 @@ def error_response(status: int, message: str, code: str | None = None,
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(GatewayError)
     def _domain(exc: GatewayError):
+        if isinstance(exc, SignatureInvalid):
+            # Counted here, the one place every provider's rejection passes; the blueprint names the provider.
+            metrics.record_webhook(request.blueprint or "unknown", metrics.BAD_SIGNATURE)
         headers = {}
         retry_after = getattr(exc, "retry_after", None)
         if retry_after:

@@ -69,9 +69,12 @@ def require_bearer(secrets_of: Callable[[Settings], tuple[str, ...]], feature: s
 def parse_json(raw: bytes) -> Any:
     """Parse JSON with exact decimals (never float); MalformedPayload on anything that is not JSON."""
     try:
-        return json.loads(raw, parse_float=Decimal, parse_constant=_reject_constant)
-    except (ValueError, UnicodeDecodeError):
+        payload = json.loads(raw, parse_float=Decimal, parse_constant=_reject_constant)
+        # A lone surrogate ("\ud800") is a valid JSON escape but not text: no database or encoder would take it.
+        json.dumps(payload, ensure_ascii=False, default=str).encode("utf-8")
+    except (ValueError, RecursionError):  # UnicodeError is a ValueError; RecursionError: nesting thousands deep
         raise MalformedPayload("The body is not valid JSON.") from None
+    return payload
 
 
 def _reject_constant(name: str):

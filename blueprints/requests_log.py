@@ -1,4 +1,4 @@
-"""Request ids and the one JSON log line every HTTP request gets."""
+"""Request ids, the one JSON log line and the request metrics every HTTP request gets."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import time
 import uuid
 
 from flask import Flask, Response, g, request
+
+from services import metrics
 
 logger = logging.getLogger("webhook.request")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -25,7 +27,10 @@ def register_request_hooks(app: Flask) -> None:
         request_id = g.get("request_id") or uuid.uuid4().hex
         response.headers["X-Request-ID"] = request_id
         started = g.get("started")
-        duration_ms = round((time.perf_counter() - started) * 1000, 2) if started else None
+        seconds = time.perf_counter() - started if started else None
+        duration_ms = round(seconds * 1000, 2) if seconds is not None else None
+        metrics.record_request(request.url_rule.rule if request.url_rule else None, request.method,
+                               response.status_code, seconds)
         logger.info("%s %s %s", request.method, request.path, response.status_code, extra={
             "event": "request",
             "method": request.method,

@@ -7,7 +7,14 @@ from importlib import import_module
 from flask import Flask
 
 # One module per area, each exposing `group` (a flask.cli.AppGroup).
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = (
+    "commands.orders",
+    "commands.outbox",
+    "commands.telegram",
+    "commands.users",
+    "commands.webhooks",
+    "commands.worker",
+)
 
 
 def register_commands(app: Flask) -> None:

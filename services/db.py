@@ -37,6 +37,9 @@ db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
 migrate = Migrate()
 
 
+# Table ids are 32-bit INTEGER on PostgreSQL: a larger number in a URL can name no row.
+ROW_ID_MAX = 2**31 - 1
+
 # Errors meaning "the database cannot be reached or is locked": answer 503 and let the caller retry.
 DATABASE_DOWN = (OperationalError, InterfaceError)
 

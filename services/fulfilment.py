@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
-from services import ledger, outbox
+from services import ledger, metrics, outbox
 from services.db import db, insert_ignore
 from services.models import Fulfilment, Order, Purchase
 from webhook_config import Settings
@@ -17,9 +17,12 @@ CREDIT_REVERSAL, SUBSCRIPTION_REVERSAL = "credit_reversal", "subscription_revers
 
 def _claim(order: Order, kind: str, event_pk: int | None, now: datetime, **details) -> bool:
     """Record that `kind` was done for this order; False if it already was (unique per order and kind)."""
-    return insert_ignore(Fulfilment, {
+    claimed = insert_ignore(Fulfilment, {
         "order_pk": order.id, "kind": kind, "event_pk": event_pk, "details": details, "created_at": now,
     }, ["order_pk", "kind"]) is not None
+    if claimed:
+        metrics.record_fulfilment(kind)
+    return claimed
 
 
 def grant(order: Order, event_pk: int | None, settings: Settings, now: datetime) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from services import fulfilment, orders
+from services import fulfilment, metrics, orders
 from services.db import DATABASE_DOWN, db, insert_ignore, transaction
 from services.models import Order, ProviderEvent
 from webhook_config import Settings
@@ -71,6 +71,12 @@ class IngestResult:
 
 def ingest(delivery: Delivery, notice: Notice, settings: Settings, now: datetime) -> IngestResult:
     """Store the event and apply it; a repeat is a no-op. Database errors propagate (the caller answers 503)."""
+    result = _ingest_committed(delivery, notice, settings, now)
+    metrics.record_webhook(delivery.provider, result.outcome)
+    return result
+
+
+def _ingest_committed(delivery: Delivery, notice: Notice, settings: Settings, now: datetime) -> IngestResult:
     try:
         with transaction():
             return _ingest_once(delivery, notice, settings, now)

@@ -33,4 +33,8 @@ def subscription_link_text(plan: str, url: str) -> str:
             "Re-import it in your VPN app: the previous configuration stops working.")
 
 
+def subscription_ready_text(plan: str, url: str) -> str:
+    return f"🔑 Your subscription “{plan}” is active. Import this link in your VPN app:\n{url}"
+
+
 STATUS_TEXTS = {"paid": paid_text, "refunded": refunded_text}

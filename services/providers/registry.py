@@ -6,8 +6,11 @@ from typing import Callable
 
 from services.errors import NotConfigured
 from services.providers.base import PaymentProvider
+from services.providers.bmc import BmcProvider
+from services.providers.cryptobot import CryptoBotProvider
 from services.providers.sbp_sandbox import SandboxSbp
 from services.providers.tbank import TBankSbp
+from services.providers.telegram import TelegramStars
 from webhook_config import Settings
 
 
@@ -17,6 +20,9 @@ def _sbp(settings: Settings) -> PaymentProvider:
 
 PAYMENT_PROVIDERS: dict[str, Callable[[Settings], PaymentProvider]] = {
     "sbp": _sbp,
+    "cryptobot": CryptoBotProvider,
+    "bmc": BmcProvider,
+    "telegram": TelegramStars,
 }
 
 

@@ -49,9 +49,9 @@ def verify_notification(payload: Any, terminal_key: str, password: str) -> None:
     if not isinstance(payload, dict) or not isinstance(payload.get("Token"), str):
         raise SignatureInvalid("The notification carries no Token.")
     expected = token(payload, password)
-    if not hmac.compare_digest(expected, payload["Token"].lower()):
+    if not hmac.compare_digest(expected.encode(), payload["Token"].lower().encode("utf-8", "replace")):
         raise SignatureInvalid("The notification Token does not match.")
-    if not hmac.compare_digest(str(payload.get("TerminalKey", "")), terminal_key):
+    if not hmac.compare_digest(str(payload.get("TerminalKey", "")).encode(), terminal_key.encode()):
         raise SignatureInvalid("The notification is for another terminal.")
 
 

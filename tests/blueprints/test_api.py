@@ -65,6 +65,8 @@ def test_conflict_leaves_existing_order_unchanged(client):
     ({"amount": True, "orderId": "o-1"}, "amount"),
     ({"amount": 100, "orderId": "bad id!"}, "orderId"),
     ({"amount": 100, "orderId": "x" * 65}, "orderId"),
+    ({"amount": 100, "orderId": "o-3\n"}, "orderId"),
+    ({"amount": 100, "orderId": "o-1", "currency": "RUB\n"}, "currency"),
     ({"amount": 100, "orderId": "o-1", "provider": "paypal"}, "provider"),
     ({"amount": 100, "orderId": "o-1", "currency": "USD"}, "currency"),
     ({"amount": 100, "orderId": "o-1", "telegramId": "42"}, "telegramId"),

@@ -173,3 +173,9 @@ def test_database_down_is_503_so_tbank_retries(make_app, tbank):
             "PaymentId": 1, "ErrorCode": "0", "Amount": 100}
     body["Token"] = tbank_provider.token(body, PASSWORD)
     assert_error(notify(app.test_client(), body), 503, "database_unavailable")
+
+
+def test_non_ascii_token_is_401_not_500(tbank_client, tbank):
+    create(tbank_client)
+    body = tbank.notification(tbank.payment_by_order("order-1")["PaymentId"], Token="токен")
+    assert_error(notify(tbank_client, body), 401)

@@ -1,0 +1,81 @@
+"""Marshmallow schemas of the admin JSON API (/admin/*)."""
+
+from __future__ import annotations
+
+from marshmallow import Schema, fields, validate
+
+from services.schemas import ORDER_ID_PATTERN, UTCTimestamp
+
+
+class RefreshResultSchema(Schema):
+    """POST /admin/update_configs/{purchase_id}."""
+
+    success = fields.Constant(True)
+    purchase_id = fields.Integer(data_key="purchaseId", required=True)
+    subscription_url = fields.String(data_key="subscriptionUrl", required=True)
+
+
+class RefreshSummarySchema(Schema):
+    """POST /admin/update_configs: `failed` counts every purchase not refreshed, connection errors included."""
+
+    success = fields.Constant(True)
+    total = fields.Integer(required=True)
+    succeeded = fields.Integer(required=True)
+    failed = fields.Integer(required=True)
+    connection_errors = fields.Integer(data_key="connectionErrors", required=True)
+
+
+class ReplayedEventSchema(Schema):
+    event_id = fields.Integer(data_key="eventId", required=True)
+    outcome = fields.String(required=True)
+
+
+class ReplayResultSchema(Schema):
+    """POST /admin/orders/{orderId}/replay."""
+
+    success = fields.Constant(True)
+    order_id = fields.String(data_key="orderId", required=True)
+    status = fields.String(required=True)
+    events = fields.List(fields.Dict(), required=True)
+    queued = fields.Integer(required=True)
+
+
+class AssignRequestSchema(Schema):
+    """POST /admin/events/{id}/assign body."""
+
+    order_id = fields.String(required=True, data_key="orderId", validate=validate.Regexp(
+        ORDER_ID_PATTERN, error="must be 1-64 characters of A-Z, a-z, 0-9, '_', '.', ':' and '-'"))
+    force = fields.Boolean(load_default=False, truthy={True}, falsy={False})
+
+
+class AssignResultSchema(Schema):
+    """POST /admin/events/{id}/assign: `outcome` is assigned or already_assigned; `forced`, an accepted mismatch."""
+
+    success = fields.Constant(True)
+    event_id = fields.Integer(data_key="eventId", required=True)
+    order_id = fields.String(data_key="orderId", required=True)
+    outcome = fields.String(required=True)
+    status = fields.String(required=True)
+    forced = fields.String(allow_none=True)
+
+
+class PurchaseOrderSchema(Schema):
+    order_id = fields.String(data_key="orderId", required=True)
+    status = fields.String(required=True)
+    paid_at = UTCTimestamp(data_key="paidAt", allow_none=True)
+
+
+class PurchaseSchema(Schema):
+    """GET /admin/purchases/{purchase_id}."""
+
+    success = fields.Constant(True)
+    purchase_id = fields.Integer(data_key="purchaseId", attribute="id", required=True)
+    telegram_id = fields.Integer(data_key="telegramId", required=True)
+    plan = fields.String(required=True)
+    status = fields.String(required=True)
+    expires_at = UTCTimestamp(data_key="expiresAt", required=True)
+    panel_username = fields.String(data_key="panelUsername", allow_none=True)
+    subscription_url = fields.String(data_key="subscriptionUrl", allow_none=True)
+    created_at = UTCTimestamp(data_key="createdAt", required=True)
+    updated_at = UTCTimestamp(data_key="updatedAt", required=True)
+    orders = fields.List(fields.Nested(PurchaseOrderSchema), required=True)

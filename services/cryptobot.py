@@ -1,0 +1,49 @@
+"""CryptoBot webhooks: verify the signature over the raw body, then store and apply the invoice update."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from services import inbox
+from services.errors import SignatureInvalid
+from services.providers import cryptobot
+from webhook_config import Settings
+
+logger = logging.getLogger(__name__)
+
+# Older updates are still accepted (retries must never fail forever), only flagged.
+STALE_AFTER = timedelta(minutes=15)
+STALE = "valid; stale request_date"
+
+
+def authenticate(raw_body: bytes, header_value: str | None, settings: Settings) -> None:
+    """Check crypto-pay-api-signature over the raw bytes; NotConfigured without a token, SignatureInvalid if wrong."""
+    try:
+        cryptobot.verify_signature(raw_body, header_value, settings.cryptobot_token)
+    except SignatureInvalid as exc:
+        logger.warning("rejected a CryptoBot webhook: %s", exc.message,
+                       extra={"provider": cryptobot.PROVIDER, "has_header": bool(header_value)})
+        raise
+
+
+def receive_update(update: Any, delivery: inbox.Delivery, settings: Settings, now: datetime) -> inbox.IngestResult:
+    """Store and apply an authenticated update; a stale request_date is recorded, never refused."""
+    notice = cryptobot.notice_from_update(update)
+    sent = cryptobot.request_date(update)
+    if sent is not None and now - sent > STALE_AFTER:
+        logger.warning("CryptoBot update with a stale request_date", extra={
+            "provider": cryptobot.PROVIDER, "event_key": notice.event_key, "request_date": sent.isoformat()})
+        delivery = dataclasses.replace(delivery, verification=STALE)
+    return inbox.ingest(delivery, notice, settings, now)
+
+
+def record_invoice(invoice: dict[str, Any], settings: Settings, now: datetime) -> inbox.IngestResult:
+    """Ingest an invoice fetched with getInvoices (reconciliation); a webhook already stored makes it a duplicate."""
+    body = json.dumps(invoice, sort_keys=True, default=str).encode()
+    delivery = inbox.Delivery(provider=cryptobot.PROVIDER, body=body, headers={}, remote_addr=None,
+                              verification="fetched: getInvoices")
+    return inbox.ingest(delivery, cryptobot.notice_from_invoice(invoice, "getInvoices"), settings, now)

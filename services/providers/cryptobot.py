@@ -1,0 +1,241 @@
+"""Crypto Pay API (CryptoBot): invoices (createInvoice, getInvoices, getMe) and invoice_paid webhooks."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import hmac
+import json
+import math
+import re
+from datetime import datetime
+from typing import Any, Callable
+
+import requests
+
+from services.db import utcnow
+from services.errors import MalformedPayload, NotConfigured, ProviderRejected, SignatureInvalid
+from services.inbox import EXPIRED, IGNORE, PAID, Notice
+from services.money import CRYPTO_ASSETS, normalized, parse_decimal
+from services.providers.base import CreatedPayment, PaymentDraft
+from services.providers.http import request_json
+from services.schemas import ORDER_ID_PATTERN
+from webhook_config import Settings
+
+PROVIDER = "cryptobot"
+SIGNATURE_HEADER = "Crypto-Pay-Api-Signature"
+INVOICE_PAID = "invoice_paid"
+# Fiat currencies Crypto Pay prices invoices in (currency_type "fiat").
+FIAT_CURRENCIES = frozenset({"USD", "EUR", "RUB", "BYN", "UAH", "GBP", "CNY", "KZT", "UZS", "GEL", "TRY", "AMD",
+                             "THB", "INR", "BRL", "IDR", "AZN", "AED", "PLN", "ILS"})
+MAX_EXPIRES_IN = 2_678_400
+MAX_DESCRIPTION = 1024
+INVOICE_STATUS_ACTIONS = {"paid": PAID, "expired": EXPIRED}
+_ORDER_ID = re.compile(ORDER_ID_PATTERN)
+
+
+def signature(raw_body: bytes, token: str) -> str:
+    """Lower-case hex HMAC-SHA256 of the raw body; the key is the SHA-256 digest of the app token."""
+    key = hashlib.sha256(token.encode("utf-8")).digest()
+    return hmac.new(key, raw_body, hashlib.sha256).hexdigest()
+
+
+def verify_signature(raw_body: bytes, header_value: str | None, token: str) -> None:
+    """Raise SignatureInvalid unless `header_value` is the body's signature under `token` (constant time)."""
+    if not token:
+        raise NotConfigured("CryptoBot webhooks are not configured (CRYPTOBOT_TOKEN).")
+    presented = (header_value or "").strip().lower()
+    if not presented:
+        raise SignatureInvalid("The crypto-pay-api-signature header is missing.")
+    expected = signature(raw_body, token)
+    if not hmac.compare_digest(expected.encode("ascii"), presented.encode("utf-8", "replace")):
+        raise SignatureInvalid("The crypto-pay-api-signature does not match the body.")
+
+
+def _invoice_id(invoice: dict[str, Any]) -> int:
+    value = invoice.get("invoice_id")
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise MalformedPayload("The invoice has no integer invoice_id.")
+    return value
+
+
+def _claimed_order_id(payload: Any) -> str | None:
+    return payload if isinstance(payload, str) and _ORDER_ID.match(payload) else None
+
+
+def _paid_terms(invoice: dict[str, Any]) -> tuple[Any, Any]:
+    """(amount, currency) the buyer settled, in the terms the order was created in."""
+    if invoice.get("currency_type") == "fiat":
+        # A fiat invoice is paid in some crypto asset; the order is priced in the fiat amount.
+        return invoice.get("amount"), invoice.get("fiat")
+    # A crypto invoice: what arrived, falling back to what was asked while unpaid.
+    return (invoice.get("paid_amount") or invoice.get("amount"),
+            invoice.get("paid_asset") or invoice.get("asset"))
+
+
+_DETAIL_FIELDS = ("hash", "status", "currency_type", "asset", "fiat", "amount", "paid_asset", "paid_amount",
+                  "paid_fiat_rate", "paid_usd_rate", "fee_asset", "fee_amount", "accepted_assets", "created_at",
+                  "paid_at", "expiration_date", "paid_anonymously", "comment", "payload", "description")
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def notice_from_invoice(invoice: dict[str, Any], event_type: str = "invoice") -> Notice:
+    """A Notice for one Invoice object; the same invoice in the same status always has the same event_key.
+
+    Used for webhooks and by reconciliation through getInvoices alike, so either path dedupes the other.
+    """
+    if not isinstance(invoice, dict):
+        raise MalformedPayload("The invoice must be a JSON object.")
+    invoice_id = _invoice_id(invoice)
+    status = str(invoice.get("status") or "unknown")
+    amount, currency = _paid_terms(invoice)
+    details = {_camel(key): invoice[key] for key in _DETAIL_FIELDS if invoice.get(key) is not None}
+    return Notice(
+        event_key=f"invoice:{invoice_id}:{status}"[:200],
+        event_type=event_type,
+        action=INVOICE_STATUS_ACTIONS.get(status, IGNORE),
+        order_id=_claimed_order_id(invoice.get("payload")),
+        provider_ref=str(invoice_id),
+        amount=parse_decimal(amount),
+        currency=str(currency).upper()[:10] if currency else None,
+        provider_payment_id=str(invoice_id),
+        details=details,
+    )
+
+
+def notice_from_update(update: Any) -> Notice:
+    """Translate a verified webhook update; unknown update types are kept and ignored, never refused."""
+    if not isinstance(update, dict) or not isinstance(update.get("update_type"), str):
+        raise MalformedPayload("The update must be a JSON object with an update_type.")
+    update_type = update["update_type"][:64]
+    payload = update.get("payload")
+    if update_type == INVOICE_PAID:
+        notice = notice_from_invoice(payload, INVOICE_PAID)
+        if notice.action != PAID:
+            # An invoice_paid update whose invoice is not paid settles nothing; support can look at it.
+            return _replace_action(notice, IGNORE, note=f"invoice status is {notice.details.get('status')!r}")
+        return notice
+    # update_id is not unique, so an unknown update is identified by its type and payload.
+    digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:40]
+    return Notice(event_key=f"update:{update_type}:{digest}"[:200], event_type=update_type, action=IGNORE,
+                  details={"note": "update type not handled", "updateId": update.get("update_id")})
+
+
+def _replace_action(notice: Notice, action: str, note: str) -> Notice:
+    return dataclasses.replace(notice, action=action, details={**notice.details, "note": note})
+
+
+def request_date(update: Any) -> datetime | None:
+    """The update's request_date as an aware datetime, or None when absent or unreadable."""
+    raw = update.get("request_date") if isinstance(update, dict) else None
+    if not isinstance(raw, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
+
+
+class CryptoPayClient:
+    """A thin Crypto Pay API client: POST JSON to {base}{method} with the app token header."""
+
+    def __init__(self, settings: Settings, session: requests.Session | None = None):
+        self.token = settings.cryptobot_token
+        self.base_url = settings.cryptobot_api_url.rstrip("/") + "/"
+        self.timeout = settings.http_timeout
+        self.session = session or requests.Session()
+
+    def call(self, method: str, params: dict[str, Any] | None = None) -> Any:
+        """The method's `result`; ProviderUnavailable when worth retrying, ProviderRejected otherwise."""
+        _, answer = request_json(self.session, "POST", self.base_url + method, json=params or {},
+                                 headers={"Crypto-Pay-API-Token": self.token}, timeout=self.timeout,
+                                 provider="Crypto Pay")
+        if not isinstance(answer, dict) or answer.get("ok") is not True or "result" not in answer:
+            error = answer.get("error") if isinstance(answer, dict) else None
+            name = error.get("name") if isinstance(error, dict) else None
+            code = error.get("code") if isinstance(error, dict) else None
+            raise ProviderRejected(f"Crypto Pay {method} failed: {code} {name}")
+        return answer["result"]
+
+    def get_me(self) -> dict[str, Any]:
+        return self.call("getMe")
+
+    def create_invoice(self, **params: Any) -> dict[str, Any]:
+        return self.call("createInvoice", params)
+
+    def get_invoices(self, invoice_ids: list[int] | None = None, status: str | None = None,
+                     offset: int = 0, count: int = 100) -> list[dict[str, Any]]:
+        """Invoices by id and/or status (`active` or `paid` only: the API refuses other filters)."""
+        params: dict[str, Any] = {"offset": offset, "count": count}
+        if invoice_ids:
+            params["invoice_ids"] = ",".join(str(int(i)) for i in invoice_ids)
+        if status:
+            params["status"] = status
+        result = self.call("getInvoices", params)
+        items = result.get("items") if isinstance(result, dict) else None
+        if not isinstance(items, list):
+            raise ProviderRejected("Crypto Pay getInvoices answered without items.")
+        return items
+
+
+def invoice_terms(currency: str) -> dict[str, str]:
+    """createInvoice's currency fields: an asset for crypto, a fiat code otherwise."""
+    if currency in CRYPTO_ASSETS:
+        return {"currency_type": "crypto", "asset": currency}
+    return {"currency_type": "fiat", "fiat": currency}
+
+
+def expires_in(expires_at: datetime, now: datetime) -> int:
+    """Seconds until the order expires, within what createInvoice accepts."""
+    return min(MAX_EXPIRES_IN, max(1, math.ceil((expires_at - now).total_seconds())))
+
+
+class CryptoBotProvider:
+    """CryptoBot payments: one Crypto Pay invoice per order, its payload the orderId."""
+
+    name = PROVIDER
+    local = False
+
+    def __init__(self, settings: Settings, client: CryptoPayClient | None = None,
+                 clock: Callable[[], datetime] = utcnow):
+        if not settings.cryptobot_token:
+            raise NotConfigured("CryptoBot payments are not configured (CRYPTOBOT_TOKEN).")
+        self.client = client or CryptoPayClient(settings)
+        self.clock = clock
+
+    def default_currency(self) -> str:
+        return "USDT"
+
+    def currency_problem(self, currency: str) -> str | None:
+        if currency in CRYPTO_ASSETS or currency in FIAT_CURRENCIES:
+            return None
+        return "CryptoBot takes a crypto asset (e.g. USDT, TON) or a fiat currency Crypto Pay supports"
+
+    def create(self, draft: PaymentDraft) -> CreatedPayment:
+        invoice = self.client.create_invoice(
+            **invoice_terms(draft.currency),
+            # Trailing zeros (NUMERIC(28, 8) on PostgreSQL) dropped: "1.5", not "1.50000000".
+            amount=format(normalized(draft.amount), "f"),
+            description=draft.description[:MAX_DESCRIPTION],
+            payload=draft.order_id,
+            expires_in=expires_in(draft.expires_at, self.clock()),
+        )
+        if not isinstance(invoice, dict):
+            raise ProviderRejected("Crypto Pay createInvoice answered without an invoice.")
+        try:
+            invoice_id = _invoice_id(invoice)
+        except MalformedPayload:
+            raise ProviderRejected("Crypto Pay createInvoice answered without an invoice_id.") from None
+        pay_url = invoice.get("bot_invoice_url") or invoice.get("pay_url")
+        if not pay_url:
+            raise ProviderRejected("Crypto Pay createInvoice answered without a payment link.")
+        data = {"invoiceId": invoice_id, "payUrl": pay_url, "hash": invoice.get("hash")}
+        for key, name in (("mini_app_invoice_url", "miniAppInvoiceUrl"), ("web_app_invoice_url", "webAppInvoiceUrl")):
+            if invoice.get(key):
+                data[name] = invoice[key]
+        return CreatedPayment(provider_ref=str(invoice_id), data=data)

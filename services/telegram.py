@@ -1,0 +1,163 @@
+"""Telegram Stars through the bot's webhook: answer pre-checkout queries, settle and refund payments,
+and hand every other update to the bot's own backend through the outbox."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from services import inbox, orders, outbox
+from services.db import db, transaction
+from services.errors import MalformedPayload, NotConfigured, SignatureInvalid
+from services.models import Order, ProviderEvent
+from services.money import normalized
+from services.providers import telegram
+from services.providers.telegram import PreCheckoutQuery, TelegramClient
+from webhook_config import Settings
+
+logger = logging.getLogger(__name__)
+
+# Outbox kind on the telegram channel: payload {"url", "body"}, body being the update's exact JSON text.
+FORWARD_KIND = "forward.update"
+# What the gateway itself needs: payments arrive inside messages; pre-checkout queries must be answered.
+PAYMENT_UPDATES = ("message", "pre_checkout_query")
+# What a typical bot backend also reads; asked for only when updates are forwarded to it.
+FORWARDED_UPDATES = ("edited_message", "callback_query", "inline_query", "chosen_inline_result", "my_chat_member")
+# Outcomes of a payment event that mean "this charge paid for its order".
+SETTLED = (inbox.PROCESSED, inbox.ASSIGNED)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What the webhook answers: a Bot API call or {"ok": true} (`answer`), or a stored event (`result`)."""
+
+    answer: dict[str, Any] | None = None
+    result: inbox.IngestResult | None = None
+    order_id: str | None = None
+
+
+def authenticate(header_value: str | None, settings: Settings, remote_addr: str | None) -> None:
+    """Check the secret-token header (503 when no secret is configured, 401 when wrong); log rejections."""
+    try:
+        telegram.verify_secret_token(header_value, settings.telegram_webhook_secret)
+    except SignatureInvalid:
+        logger.warning("rejected a Telegram update: %s missing or wrong", telegram.SECRET_HEADER,
+                       extra={"remote_addr": remote_addr, "header_present": bool(header_value)})
+        raise
+
+
+def handle_update(update: Any, delivery: inbox.Delivery, settings: Settings, now: datetime) -> Reply:
+    """Act on one authenticated update; everything it changes is committed before this returns."""
+    update_id = telegram.update_id(update)
+    query = telegram.pre_checkout_query(update)
+    if query is not None:
+        return _answer_pre_checkout(query, delivery, settings, now)
+    notice = telegram.payment_notice(update)
+    if notice is not None:
+        if notice.action == inbox.REFUNDED:
+            notice = _refund_of_settling_charge(notice)
+        result = inbox.ingest(delivery, notice, settings, now)
+        return Reply(result=result, order_id=result.order_id)
+    _forward(update_id, delivery.body, settings, now)
+    return Reply(answer={"ok": True})
+
+
+def pre_checkout_problem(query: PreCheckoutQuery, order: Order | None, now: datetime) -> tuple[str, str] | None:
+    """Why the buyer must not pay (reason code, message shown to them), or None when the order awaits exactly this."""
+    if order is None:
+        return "unknown_order", "This order was not found. Please start the purchase again."
+    if order.provider != telegram.PROVIDER:
+        return "wrong_provider", "This order cannot be paid with Telegram Stars."
+    if order.status == orders.PAID:
+        return "already_paid", "This order has already been paid."
+    if order.status == orders.EXPIRED or (order.status == orders.PENDING and now >= order.expires_at):
+        return "expired", "This order has expired. Please start the purchase again."
+    if order.status != orders.PENDING:
+        return "not_payable", f"This order is {order.status} and can no longer be paid."
+    if query.currency != order.currency:
+        return "currency_mismatch", f"This order is priced in {order.currency}, not {query.currency}."
+    if query.amount != order.amount:
+        return "amount_mismatch", f"This order costs {normalized(order.amount)} Stars, not {query.amount}."
+    return None
+
+
+def _answer_pre_checkout(query: PreCheckoutQuery, delivery: inbox.Delivery, settings: Settings,
+                         now: datetime) -> Reply:
+    """Decide from the order as it is now, note the query for support, and answer in the webhook response."""
+    with transaction():
+        problem = pre_checkout_problem(query, orders.find_order(query.order_id), now)
+    reason, message = problem or (None, None)
+    inbox.ingest(delivery, inbox.Notice(
+        event_key=telegram.precheckout_key(query.query_id), event_type="pre_checkout_query", action=inbox.IGNORE,
+        order_id=query.order_id, amount=query.amount, currency=query.currency,
+        details={"ok": problem is None, "reason": reason, "fromId": query.payer_id},
+    ), settings, now)
+    return Reply(answer=telegram.webhook_answer(query.query_id, message), order_id=query.order_id)
+
+
+def _refund_of_settling_charge(notice: inbox.Notice) -> inbox.Notice:
+    """A refund reverses an order only if the refunded charge is the one that paid it.
+
+    An invoice link can be paid twice; refunding the second (conflicting) charge must not take
+    back what the first one bought. Telegram sends a refund only after its payment, whose event
+    is committed by then, so reading it first is safe.
+    """
+    with transaction():
+        settled_order = db.session.execute(
+            select(Order.order_id).join(ProviderEvent, ProviderEvent.order_pk == Order.id).where(
+                ProviderEvent.provider == telegram.PROVIDER,
+                ProviderEvent.event_key == telegram.charge_key(notice.provider_payment_id),
+                ProviderEvent.status.in_(SETTLED))
+        ).scalar_one_or_none()
+    if settled_order is not None:
+        return replace(notice, order_id=settled_order)
+    logger.warning("a Telegram refund names a charge that paid no order", extra={"order_id": notice.order_id})
+    return replace(notice, action=inbox.IGNORE,
+                   details={**notice.details, "reason": "the refunded charge did not pay for an order"})
+
+
+def _forward(update_id: int, raw: bytes, settings: Settings, now: datetime) -> None:
+    """Queue the update, byte for byte, for the bot's own backend; the telegram worker delivers it."""
+    if not settings.telegram_forward_url:
+        return
+    try:
+        body = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise MalformedPayload("A Telegram update must be UTF-8 JSON.") from None
+    # update_id restarts at random after a week without updates: the digest keeps a reused id apart.
+    dedupe_key = f"telegram-forward:{update_id}:{hashlib.sha256(raw).hexdigest()[:16]}"
+    with transaction():
+        outbox.enqueue(outbox.TELEGRAM, FORWARD_KIND, dedupe_key,
+                       {"url": settings.telegram_forward_url, "body": body}, now)
+
+
+def webhook_url(settings: Settings) -> str:
+    return f"{settings.server_url}/webhook/telegram"
+
+
+def allowed_updates(settings: Settings, requested: tuple[str, ...] | None = None) -> list[str]:
+    """Payment updates always; plus the requested ones, or by default what a forwarded-to bot reads."""
+    extra = requested if requested is not None else FORWARDED_UPDATES if settings.telegram_forward_url else ()
+    return list(dict.fromkeys((*PAYMENT_UPDATES, *extra)))
+
+
+def register_webhook(settings: Settings, url: str | None = None, requested: tuple[str, ...] | None = None,
+                     drop_pending_updates: bool = False, client: TelegramClient | None = None) -> tuple[str, list[str]]:
+    """setWebhook with our secret token; returns the URL and the update types registered."""
+    if not settings.telegram_webhook_secret:
+        raise NotConfigured("TELEGRAM_WEBHOOK_SECRET is not set: the webhook would be refused (503).")
+    url = url or webhook_url(settings)
+    updates = allowed_updates(settings, requested)
+    (client or TelegramClient(settings)).set_webhook(url, settings.telegram_webhook_secret, updates,
+                                                     drop_pending_updates)
+    return url, updates
+
+
+def webhook_info(settings: Settings) -> dict[str, Any]:
+    """getWebhookInfo: where Telegram delivers, how many updates wait, and its last delivery error."""
+    return TelegramClient(settings).get_webhook_info()

@@ -1,0 +1,1 @@
+"""Outbound workers: one per provider, delivering the outbox and reconciling payments."""
