@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Flask, Response, jsonify, request
 from marshmallow import ValidationError
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from services import metrics
@@ -63,8 +63,9 @@ def register_error_handlers(app: Flask) -> None:
             headers["Allow"] = ", ".join(exc.valid_methods)
         return error_response(exc.code or 500, exc.description or exc.name, None, None, headers)
 
-    def _database_down(exc: DBAPIError):
-        logger.error("database unavailable: %s", type(exc.orig).__name__ if exc.orig else type(exc).__name__)
+    def _database_down(exc: DBAPIError | PoolTimeout):
+        orig = getattr(exc, "orig", None)  # a pool timeout has no driver error
+        logger.error("database unavailable: %s", type(orig).__name__ if orig else type(exc).__name__)
         return error_response(503, "The database is unavailable; retry later.", "database_unavailable",
                               headers={"Retry-After": "5"})
 

@@ -11,6 +11,7 @@ import logging
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, Callable
 
 from sqlalchemy import func, or_, select, update
@@ -35,8 +36,13 @@ class ActionConflict(GatewayError):
     code = "conflict"
 
 
+def _stored_json(event: ProviderEvent) -> Any:
+    """The stored body parsed as the webhook parsed it: numbers with a fraction as exact Decimals."""
+    return json.loads(event.body, parse_float=Decimal)
+
+
 def _sbp_notice(event: ProviderEvent, settings: Settings) -> inbox.Notice:
-    payload = json.loads(event.body)
+    payload = _stored_json(event)
     if event.verification != "sandbox":
         return tbank.notice_from_notification(payload)
     return inbox.Notice(event_key=event.event_key, event_type=event.event_type,
@@ -46,7 +52,7 @@ def _sbp_notice(event: ProviderEvent, settings: Settings) -> inbox.Notice:
 
 
 def _bmc_notice(event: ProviderEvent, settings: Settings) -> inbox.Notice:
-    return bmc.notice_from_event(json.loads(event.body), event.body, settings.bmc_currency)
+    return bmc.notice_from_event(_stored_json(event), event.body, settings.bmc_currency)
 
 
 # How to read a stored event's raw body back into a Notice, per provider: replay needs the event's

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from datetime import datetime, timedelta
 from typing import Any
+
+import simplejson
 
 from services import inbox
 from services.errors import SignatureInvalid
@@ -43,7 +44,7 @@ def receive_update(update: Any, delivery: inbox.Delivery, settings: Settings, no
 
 def record_invoice(invoice: dict[str, Any], settings: Settings, now: datetime) -> inbox.IngestResult:
     """Ingest an invoice fetched with getInvoices (reconciliation); a webhook already stored makes it a duplicate."""
-    body = json.dumps(invoice, sort_keys=True, default=str).encode()
+    body = simplejson.dumps(invoice, sort_keys=True, use_decimal=True).encode()
     delivery = inbox.Delivery(provider=cryptobot.PROVIDER, body=body, headers={}, remote_addr=None,
                               verification="fetched: getInvoices")
     return inbox.ingest(delivery, cryptobot.notice_from_invoice(invoice, "getInvoices"), settings, now)

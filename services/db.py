@@ -13,7 +13,7 @@ import simplejson
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import DateTime, Engine, MetaData, Numeric, String, event
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError, TimeoutError as PoolTimeout
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.types import TypeDecorator
@@ -40,8 +40,9 @@ migrate = Migrate()
 # Table ids are 32-bit INTEGER on PostgreSQL: a larger number in a URL can name no row.
 ROW_ID_MAX = 2**31 - 1
 
-# Errors meaning "the database cannot be reached or is locked": answer 503 and let the caller retry.
-DATABASE_DOWN = (OperationalError, InterfaceError)
+# Errors meaning "the database cannot be reached, is locked, or has no free pooled connection":
+# answer 503 and let the caller retry (never store a provider's event as failed because of them).
+DATABASE_DOWN = (OperationalError, InterfaceError, PoolTimeout)
 
 
 class Money(TypeDecorator):

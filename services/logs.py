@@ -28,6 +28,8 @@ class RequestContextFilter(logging.Filter):
 
 def configure_logging(level: str) -> None:
     """Install the JSON handler on the root logger once per process."""
+    # urllib3's debug lines show request paths, and Telegram's holds the bot token (/bot<token>/sendMessage).
+    logging.getLogger("urllib3").setLevel(max(logging.getLevelName(level), logging.WARNING))
     root = logging.getLogger()
     if any(getattr(handler, "_webhook_json", False) for handler in root.handlers):
         root.setLevel(level)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from datetime import datetime, timedelta
 from typing import Any, Callable
@@ -17,9 +18,13 @@ from services.providers.base import CreatedPayment, PaymentDraft, PaymentProvide
 from services.providers.registry import payment_provider
 from webhook_config import Settings
 
-# How long one request may spend creating the payment at the provider before another may try.
-CREATE_LEASE = timedelta(seconds=30)
+logger = logging.getLogger(__name__)
+
+# Creating a payment may take two provider calls (T-Bank Init + GetQr), and requests'
+# timeout bounds the connect and each read separately: four timeouts, plus slack.
+CALLS_PER_CREATE = 4
 WAIT_STEP_SECONDS = 0.05
+MAX_WAIT_SECONDS = 20
 
 
 def create_payment(request: dict[str, Any], settings: Settings, now: datetime,
@@ -37,7 +42,7 @@ def create_payment(request: dict[str, Any], settings: Settings, now: datetime,
         elif provider.local:
             _attach(order, provider.create(_draft(order)))
     if order.provider_ref is None:
-        _create_remote(order, provider, now, sleep)
+        _create_remote(order, provider, now, sleep, create_lease(settings))
     return find_order(request["order_id"]), created
 
 
@@ -95,8 +100,13 @@ def _attach(order: Order, payment: CreatedPayment) -> None:
     order.create_lease_until = None
 
 
+def create_lease(settings: Settings) -> timedelta:
+    """How long one request may spend creating the payment at the provider before another may try."""
+    return timedelta(seconds=CALLS_PER_CREATE * settings.http_timeout + 5)
+
+
 def _create_remote(order: Order, provider: PaymentProvider, now: datetime,
-                   sleep: Callable[[float], None]) -> None:
+                   sleep: Callable[[float], None], lease: timedelta) -> None:
     """Call the provider outside any transaction, under a lease so concurrent repeats create one payment."""
     draft = _draft(order)
     with transaction():
@@ -104,10 +114,10 @@ def _create_remote(order: Order, provider: PaymentProvider, now: datetime,
             update(Order)
             .where(Order.id == order.id, Order.provider_ref.is_(None),
                    (Order.create_lease_until.is_(None)) | (Order.create_lease_until < now))
-            .values(create_lease_until=now + CREATE_LEASE)
+            .values(create_lease_until=now + lease)
         ).rowcount == 1
     if not claimed:
-        _wait_for_provider_ref(order.id, sleep)
+        _wait_for_provider_ref(order.id, sleep, lease)
         return
     try:
         payment = provider.create(draft)
@@ -116,11 +126,18 @@ def _create_remote(order: Order, provider: PaymentProvider, now: datetime,
             db.session.execute(update(Order).where(Order.id == order.id).values(create_lease_until=None))
         raise
     with transaction():
-        _attach(db.session.get(Order, order.id, with_for_update=True, populate_existing=True), payment)
+        current = db.session.get(Order, order.id, with_for_update=True, populate_existing=True)
+        if current.provider_ref is None:
+            _attach(current, payment)
+        else:
+            # Our lease ran out mid-call and another request attached its payment first: keep that one.
+            logger.warning("a payment created after its lease expired was not attached", extra={
+                "order_id": current.order_id, "provider_ref": payment.provider_ref})
 
 
-def _wait_for_provider_ref(order_pk: int, sleep: Callable[[float], None]) -> None:
-    deadline = CREATE_LEASE.total_seconds()
+def _wait_for_provider_ref(order_pk: int, sleep: Callable[[float], None], lease: timedelta) -> None:
+    # Answer well within gunicorn's request timeout; a retry of the request returns the payment.
+    deadline = min(lease.total_seconds(), MAX_WAIT_SECONDS)
     waited = 0.0
     while waited < deadline:
         with transaction():

@@ -6,10 +6,10 @@ so whichever of the two comes second is a duplicate and changes nothing.
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import datetime, timedelta
 
+import simplejson
 from sqlalchemy import select
 
 from services import cryptobot, inbox, metrics, orders
@@ -87,8 +87,9 @@ def reconcile_tbank(settings: Settings, now: datetime, client: TBankClient | Non
             continue
         if notice.action == inbox.IGNORE:
             continue
-        delivery = inbox.Delivery(provider="sbp", body=json.dumps(answer, default=str).encode(), headers={},
-                                  remote_addr=None, verification="reconciled via GetState")
+        body = simplejson.dumps(answer, use_decimal=True).encode()
+        delivery = inbox.Delivery(provider="sbp", body=body, headers={}, remote_addr=None,
+                                  verification="reconciled via GetState")
         settled += _note(inbox.ingest(delivery, notice, settings, now), "sbp", order_id)
     logger.info("T-Bank reconciliation: %d checked, %d settled", len(overdue), settled,
                 extra={"provider": "sbp", "checked": len(overdue), "settled": settled})

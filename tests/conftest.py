@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 from flask_migrate import upgrade
@@ -11,6 +12,7 @@ from flask_migrate import upgrade
 from services.db import db
 from tests.fakes.conftest import cryptopay, marzban, merchant, sink, tbank, telegram  # noqa: F401
 from tests.support.database import empty_tables, reset_schema, test_database_url
+from tests.support.transactions import ConnectionHeldAcrossRequest
 from webhook_app import create_app
 
 API_TOKEN = "test-api-token-0123456789abcdef0123456789"
@@ -27,6 +29,15 @@ def database_url(tmp_path_factory) -> str:
         upgrade()
         db.engine.dispose()
     return url
+
+
+@pytest.fixture(autouse=True)
+def no_connection_across_http() -> Iterator[ConnectionHeldAcrossRequest]:
+    """Fail any test in which an outbound request left while its thread held a database connection."""
+    with ConnectionHeldAcrossRequest() as guard:
+        yield guard
+    if guard.violations:
+        pytest.fail("\n\n".join(guard.violations), pytrace=False)
 
 
 @pytest.fixture

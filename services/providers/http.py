@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from decimal import Decimal
 from typing import Any
 
 import requests
@@ -16,7 +17,7 @@ def retry_after_seconds(response: requests.Response, body: Any = None) -> float 
     """Seconds to wait from a Retry-After header or a Telegram-style parameters.retry_after."""
     if isinstance(body, dict):
         value = (body.get("parameters") or {}).get("retry_after")
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if isinstance(value, (int, Decimal)) and not isinstance(value, bool):
             return float(value)
     header = response.headers.get("Retry-After", "")
     return float(header) if header.isdigit() else None
@@ -24,7 +25,10 @@ def retry_after_seconds(response: requests.Response, body: Any = None) -> float 
 
 def request_json(session: requests.Session, method: str, url: str, *, timeout: float, provider: str,
                  **kwargs: Any) -> tuple[int, Any]:
-    """Send a request and return (status, parsed JSON body); network trouble, 5xx and 429 are retryable."""
+    """Send a request and return (status, parsed JSON body); network trouble, 5xx and 429 are retryable.
+
+    Numbers with a fraction are parsed as Decimal: a provider's amount never passes through float.
+    """
     try:
         response = session.request(method, url, timeout=timeout, **kwargs)
     except requests.Timeout:
@@ -33,7 +37,7 @@ def request_json(session: requests.Session, method: str, url: str, *, timeout: f
         raise ProviderUnavailable(f"{provider} is unreachable: {type(exc).__name__}") from None
     with response:
         try:
-            body = response.json()
+            body = response.json(parse_float=Decimal)
         except ValueError:
             body = None
     if response.status_code == 429 or response.status_code >= 500:

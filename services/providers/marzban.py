@@ -6,7 +6,7 @@ import logging
 import threading
 from datetime import datetime
 from typing import Any, Protocol
-from urllib.parse import quote, urljoin
+from urllib.parse import quote, urljoin, urlsplit
 
 import requests
 
@@ -120,7 +120,8 @@ class MarzbanPanel:
                 raise ProviderRejected(f"Marzban login failed (HTTP {status}): check MARZBAN_USERNAME "
                                        "and MARZBAN_PASSWORD.")
             _tokens[key] = token
-            logger.info("logged in to Marzban", extra={"panel": self.base_url})
+            # The host only: a URL may carry credentials (https://user:pass@panel).
+            logger.info("logged in to Marzban", extra={"panel": urlsplit(self.base_url).hostname})
             return token
 
     def _subscription_url(self, status: int, body: Any, what: str) -> str:

@@ -55,12 +55,21 @@ def verify_notification(payload: Any, terminal_key: str, password: str) -> None:
         raise SignatureInvalid("The notification is for another terminal.")
 
 
+def _kopecks(value: Any) -> int:
+    """Amount in whole kopecks: a JSON integer (or a string of digits); int() would truncate 100.5 to 100."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        return int(value)
+    raise ValueError(f"Amount {value!r} is not a whole number of kopecks")
+
+
 def notice_from_notification(payload: dict[str, Any]) -> Notice:
     """Translate a verified notification; dedupe identity is (PaymentId, Status)."""
     try:
         payment_id = str(payload["PaymentId"])
         status = str(payload["Status"])
-        amount = Decimal(int(payload["Amount"])) / 100
+        amount = Decimal(_kopecks(payload["Amount"])) / 100
     except (KeyError, TypeError, ValueError):
         raise MalformedPayload("The notification lacks PaymentId, Status or an integer Amount.") from None
     action = STATUS_ACTIONS.get(status, IGNORE)

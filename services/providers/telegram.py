@@ -81,7 +81,7 @@ class TelegramClient:
         description = str(body.get("description") or "no description")
         if code is not None and (code == 429 or code >= 500):
             retry_after = parameters.get("retry_after")
-            number = isinstance(retry_after, (int, float)) and not isinstance(retry_after, bool)
+            number = isinstance(retry_after, (int, Decimal)) and not isinstance(retry_after, bool)
             seconds = float(retry_after) if number and retry_after > 0 else None
             raise ProviderUnavailable(f"Telegram {method} failed: {code} {description}", retry_after=seconds)
         raise TelegramRejected(method, code, description, parameters)
