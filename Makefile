@@ -36,6 +36,7 @@ browser-deps:
 	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium fonts-noto-color-emoji >/dev/null; }
 
 include deploy/deploy.mk
+include bench/bench.mk
 
 clean:
 	rm -rf $(VENV) instance/webhook.db*

@@ -12,22 +12,27 @@ from services.schemas import MAX_TELEGRAM_ID, BalanceSchema, OrderStatusSchema, 
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 api_token = require_bearer(lambda s: s.api_tokens, "The payment API (WEBHOOK_API_TOKEN)")
+# Built once: a schema instance deep-copies its fields, and dump/load keep no state on it.
+payment_request_schema = PaymentRequestSchema()
+payment_response_schema = PaymentResponseSchema()
+order_status_schema = OrderStatusSchema()
+balance_schema = BalanceSchema()
 
 
 @bp.post("/payment")
 @api_token
 def create_payment():
-    payment_request = load_body(PaymentRequestSchema())
+    payment_request = load_body(payment_request_schema)
     note_order(payment_request["order_id"])
     order, created = payments.create_payment(payment_request, settings(), now())
-    return PaymentResponseSchema().dump(order), 201 if created else 200
+    return payment_response_schema.dump(order), 201 if created else 200
 
 
 @bp.get("/status/<order_id>")
 @api_token
 def order_status(order_id: str):
     note_order(order_id)
-    return OrderStatusSchema().dump(get_order(order_id))
+    return order_status_schema.dump(get_order(order_id))
 
 
 @bp.get("/balance/<int:telegram_id>")
@@ -35,7 +40,7 @@ def order_status(order_id: str):
 def balance(telegram_id: int):
     if telegram_id > MAX_TELEGRAM_ID:
         raise InvalidRequest("The Telegram id is out of range.", {"telegramId": [f"must be at most {MAX_TELEGRAM_ID}"]})
-    return BalanceSchema().dump({"telegram_id": telegram_id, "balance": ledger.balance(telegram_id),
+    return balance_schema.dump({"telegram_id": telegram_id, "balance": ledger.balance(telegram_id),
                                  "unit": settings().credit_unit})
 
 

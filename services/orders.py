@@ -28,6 +28,9 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 }
 
 
+_STATUS_SCHEMA = OrderStatusSchema()
+
+
 def can_transition(current: str, new: str) -> bool:
     return new in TRANSITIONS.get(current, frozenset())
 
@@ -65,7 +68,7 @@ def announce(order: Order, settings: Settings, now: datetime) -> None:
     status = order.status
     if settings.merchant_webhook_url:
         event = {"type": f"order.{status}", "timestamp": int(now.timestamp()),
-                 "data": OrderStatusSchema().dump(order)}
+                 "data": _STATUS_SCHEMA.dump(order)}
         outbox.enqueue(outbox.MERCHANT, f"order.{status}", f"merchant:{order.order_id}:{status}", event, now, order)
     render = notifications.STATUS_TEXTS.get(status)
     if render and order.telegram_id and settings.telegram_bot_token:

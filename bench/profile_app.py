@@ -1,0 +1,156 @@
+"""Where a request's time goes: the status and ingest endpoints under cProfile, in-process, no gunicorn.
+
+    .venv/bin/python bench/profile_app.py                    # both endpoints, 500 requests each
+    .venv/bin/python bench/profile_app.py --endpoint ingest --requests 2000 --sort tottime
+    .venv/bin/python bench/profile_app.py --database-url postgresql+psycopg://postgres@127.0.0.1:5432/bench_profile
+
+The app is built exactly as gunicorn builds it (production settings from run_wrk.bench_environment,
+JSON logging at INFO into /dev/null, Prometheus multi-process mode) on a freshly migrated database.
+WSGI environs are prepared before the clock starts, so only the app's own work is timed: first a plain
+timed loop (wall and CPU µs per request, compared with the bare app), then a profiled loop whose top
+entries are printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import os
+import pstats
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from werkzeug.test import EnvironBuilder
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+for path in (str(ROOT), str(BENCH)):
+    if path not in sys.path:
+        sys.path.insert(0, path)
+
+from run_wrk import API_TOKEN, STATUS_ORDER, bench_environment  # noqa: E402
+
+
+def _start_response(status, headers, exc_info=None):
+    return None
+
+
+def call(app, environ) -> bytes:
+    """One WSGI request, body consumed, as gunicorn does."""
+    iterable = app(environ, _start_response)
+    try:
+        return b"".join(iterable)
+    finally:
+        if hasattr(iterable, "close"):
+            iterable.close()
+
+
+def timed(app, environs: list[dict]) -> tuple[float, float]:
+    """Wall and CPU µs per request (CPU leaves out waiting, e.g. for SQLite's fsync)."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    for environ in environs:
+        call(app, environ)
+    return ((time.perf_counter() - wall) / len(environs) * 1e6, (time.process_time() - cpu) / len(environs) * 1e6)
+
+
+def profiled(app, environs: list[dict], sort: str, limit: int) -> str:
+    profile = cProfile.Profile()
+    profile.enable()
+    for environ in environs:
+        call(app, environ)
+    profile.disable()
+    out = io.StringIO()
+    stats = pstats.Stats(profile, stream=out)
+    stats.strip_dirs().sort_stats(sort).print_stats(limit)
+    return out.getvalue()
+
+
+def status_environs(count: int) -> list[dict]:
+    headers = {"Authorization": f"Bearer {API_TOKEN}"}
+    return [EnvironBuilder(path=f"/api/status/{STATUS_ORDER}", headers=headers).get_environ() for _ in range(count)]
+
+
+def ingest_environs(app, count: int, batch: int, workdir: Path) -> list[dict]:
+    import seed_events
+
+    bodies = workdir / f"bodies-{batch}.txt"
+    with app.app_context():
+        seed_events.seed_orders(f"profile{batch}", count, batch * 10_000_000, bodies, app.config["SETTINGS"])
+    return [EnvironBuilder(path="/webhook/sbp/tbank", method="POST", data=line.encode(),
+                           content_type="application/json").get_environ()
+            for line in bodies.read_text().splitlines()]
+
+
+def build(database_url: str, workdir: Path):
+    """The bare app and the gateway on a migrated database, both logging like production but to /dev/null."""
+    env = bench_environment(database_url)
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(workdir / "prometheus")
+    os.makedirs(env["PROMETHEUS_MULTIPROC_DIR"])
+    # prometheus_client reads its switch from the process environment at import time.
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = env["PROMETHEUS_MULTIPROC_DIR"]
+    from flask_migrate import upgrade
+
+    from bare_app import app as bare
+    from services.db import db
+    from webhook_app import create_app
+
+    if database_url.startswith("postgresql"):
+        import seed_events
+
+        with create_app(env).app_context():
+            seed_events.reset(database_url)
+            db.engine.dispose()
+    app = create_app(env)
+    with app.app_context():
+        upgrade()
+    created = app.test_client().post("/api/payment", headers={"Authorization": f"Bearer {API_TOKEN}"},
+                                     json={"amount": 100, "orderId": STATUS_ORDER, "telegramId": 700000001,
+                                           "credit": 100})
+    if created.status_code not in (200, 201):
+        raise SystemExit(f"creating the status order answered {created.status_code}: {created.get_data()[:300]}")
+    return bare, app
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--endpoint", choices=("status", "ingest", "all"), default="all")
+    parser.add_argument("--requests", type=int, default=500)
+    parser.add_argument("--sort", default="cumulative", help="pstats sort key: cumulative, tottime, ...")
+    parser.add_argument("--limit", type=int, default=40, help="profile lines printed per endpoint")
+    parser.add_argument("--database-url", help="PostgreSQL database named bench* (emptied); default SQLite in /tmp")
+    args = parser.parse_args(argv)
+    if args.database_url and "/bench" not in args.database_url:
+        parser.error("--database-url must name a database starting with bench (it is emptied)")
+
+    workdir = Path(tempfile.mkdtemp(prefix="gateway-profile-"))
+    report, sys.stdout = sys.stdout, open(os.devnull, "w")  # the app's JSON log lines go to stdout
+    try:
+        bare, app = build(args.database_url or f"sqlite:///{workdir / 'profile.db'}", workdir)
+        bare_environs = [EnvironBuilder(path="/bare").get_environ() for _ in range(args.requests)]
+        timed(bare, bare_environs[:50])
+        bare_wall, bare_cpu = timed(bare, bare_environs)
+        report.write(f"bare Flask: {bare_wall:.0f} µs per request ({bare_cpu:.0f} µs CPU)\n")
+        batch = 0
+        for endpoint in ("status", "ingest") if args.endpoint == "all" else (args.endpoint,):
+            environs = []
+            for _ in range(2):  # one batch timed, a fresh one profiled (ingest bodies are single-use)
+                batch += 1
+                environs.append(status_environs(args.requests) if endpoint == "status"
+                                else ingest_environs(app, args.requests, batch, workdir))
+            timed(app, status_environs(50))  # warm caches (compiled SQL, schemas)
+            wall, cpu = timed(app, environs[0])
+            report.write(f"\n== {endpoint}: {wall:.0f} µs per request ({cpu:.0f} µs CPU), "
+                         f"{bare_wall / wall:.2f} × bare (in-process, no gunicorn/network)\n")
+            report.write(profiled(app, environs[1], args.sort, args.limit))
+    finally:
+        sys.stdout.close()
+        sys.stdout = report
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,203 @@
+"""Database side of the HTTP benchmark: seed orders and signed T-Bank notifications, bulk-load history, count.
+
+Run with the bench environment (DATABASE_URL, TBANK_TERMINAL_KEY, TBANK_PASSWORD, ...), as
+bench/run_wrk.py does:
+
+    python bench/seed_events.py orders --prefix r1u --count 20000 --first-payment-id 10000000 --out bodies.txt
+    python bench/seed_events.py events --count 1000000
+    python bench/seed_events.py check --prefix r1u
+    python bench/seed_events.py reset            # PostgreSQL only, and only a database named bench*
+
+Rows go in through SQLAlchemy Core with the gateway's own models and column types (so amounts and
+timestamps are stored exactly as the app stores them); notifications are signed with the gateway's
+own T-Bank signer.  PostgreSQL bulk loads use COPY.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Iterator
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from sqlalchemy import func, insert, select, text  # noqa: E402
+from sqlalchemy.engine import make_url  # noqa: E402
+
+from services.db import db  # noqa: E402
+from services.models import LedgerEntry, Order, ProviderEvent  # noqa: E402
+from services.providers import tbank  # noqa: E402
+from webhook_app import create_app  # noqa: E402
+
+AMOUNT = Decimal("100.00")
+KOPECKS = 10000
+CREDIT = 100
+# Payment ids of the bulk-loaded history; the ingest runs use ids far below these.
+HISTORY_FIRST_PAYMENT_ID = 9_000_000_000
+CHUNK = 10_000
+
+
+def notification(order_id: str, payment_id: int, settings) -> str:
+    """A CONFIRMED notification as T-Bank sends it, Token included, as one JSON line."""
+    body: dict[str, Any] = {
+        "TerminalKey": settings.tbank_terminal_key, "OrderId": order_id, "Success": True,
+        "Status": "CONFIRMED", "PaymentId": payment_id, "ErrorCode": "0", "Amount": KOPECKS,
+        "CardId": 31, "Pan": "200000******0016", "ExpDate": "1130",
+    }
+    body["Token"] = tbank.token(body, settings.tbank_password)
+    return json.dumps(body, separators=(",", ":"))
+
+
+def _order_row(order_id: str, payment_id: int, status: str, now: datetime) -> dict[str, Any]:
+    return {
+        "order_id": order_id, "provider": "sbp", "status": status, "amount": AMOUNT, "currency": "RUB",
+        "description": "benchmark order", "telegram_id": 700_000_000 + payment_id % 100_000, "credit": CREDIT,
+        "metadata": {}, "provider_ref": str(payment_id), "provider_data": {"paymentId": str(payment_id)},
+        "created_at": now, "updated_at": now, "expires_at": now + timedelta(days=1),
+        "paid_at": now if status == "paid" else None,
+    }
+
+
+def seed_orders(prefix: str, count: int, first_payment_id: int, out: Path, settings) -> None:
+    """Pending SBP orders bench-<prefix>-<i> with PaymentIds from first_payment_id, and their notifications."""
+    now = datetime.now(timezone.utc)
+    lines = []
+    with db.engine.begin() as connection:
+        for start in range(0, count, CHUNK):
+            rows = []
+            for index in range(start, min(start + CHUNK, count)):
+                order_id, payment_id = f"bench-{prefix}-{index}", first_payment_id + index
+                rows.append(_order_row(order_id, payment_id, "pending", now))
+                lines.append(notification(order_id, payment_id, settings))
+            connection.execute(insert(Order.__table__), rows)
+    out.write_text("\n".join(lines) + "\n")
+
+
+def _history(count: int, now: datetime) -> Iterator[dict[str, Any]]:
+    for index in range(count):
+        yield _order_row(f"hist-{index}", HISTORY_FIRST_PAYMENT_ID + index, "paid", now)
+
+
+def _event_row(order_pk: int, order: dict[str, Any], settings) -> dict[str, Any]:
+    body = notification(order["order_id"], int(order["provider_ref"]), settings).encode()
+    return {
+        "provider": "sbp", "event_key": f"{order['provider_ref']}:CONFIRMED", "event_type": "CONFIRMED",
+        "status": "processed", "claimed_order_id": order["order_id"], "order_pk": order_pk,
+        "amount": AMOUNT, "currency": "RUB", "provider_payment_id": order["provider_ref"],
+        "verification": "valid", "details": {"errorCode": "0", "success": True},
+        "headers": {"Content-Type": "application/json", "User-Agent": "T-Bank"}, "body": body,
+        "remote_addr": "127.0.0.1", "error": None, "processing_attempts": 1,
+        "received_at": order["paid_at"], "processed_at": order["paid_at"],
+    }
+
+
+def seed_history(count: int, settings) -> None:
+    """`count` paid orders, each with its processed CONFIRMED event: a database that has run for years."""
+    now = datetime.now(timezone.utc) - timedelta(days=1)
+    orders_table, events_table = Order.__table__, ProviderEvent.__table__
+    returning = insert(orders_table).returning(orders_table.c.id, sort_by_parameter_order=True)
+    history = _history(count, now)
+    with db.engine.begin() as connection:
+        while True:
+            chunk = _take(history, CHUNK)
+            if not chunk:
+                break
+            ids = connection.execute(returning, chunk).scalars().all()
+            events = [_event_row(pk, row, settings) for pk, row in zip(ids, chunk)]
+            if connection.dialect.name == "postgresql":
+                _copy(connection, events_table, events)
+            else:
+                connection.execute(insert(events_table), events)
+    if db.engine.dialect.name == "postgresql":
+        # Planner statistics as autovacuum would have them on a database that grew over time.
+        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.execute(text("ANALYZE"))
+
+
+def _take(iterator: Iterator, size: int) -> list:
+    chunk = []
+    for item in iterator:
+        chunk.append(item)
+        if len(chunk) == size:
+            break
+    return chunk
+
+
+def _copy(connection, table, rows: list[dict[str, Any]]) -> None:
+    """PostgreSQL COPY, several times faster than INSERT for the big table; JSON columns go as text."""
+    columns = list(rows[0])
+    raw = connection.connection.driver_connection
+    with raw.cursor() as cursor:
+        with cursor.copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row([json.dumps(value) if isinstance(value, dict) else value for value in row.values()])
+
+
+def check(prefix: str) -> dict[str, Any]:
+    """What the ingest runs of `prefix` left behind: orders by status, events by status, ledger entries."""
+    like = f"bench-{prefix}-%"
+    with db.engine.connect() as connection:
+        orders = dict(connection.execute(
+            select(Order.status, func.count()).where(Order.order_id.like(like)).group_by(Order.status)).all())
+        events = dict(connection.execute(
+            select(ProviderEvent.status, func.count()).where(ProviderEvent.claimed_order_id.like(like))
+            .group_by(ProviderEvent.status)).all())
+        credited = connection.execute(
+            select(func.count()).select_from(LedgerEntry).join(Order, Order.id == LedgerEntry.order_pk)
+            .where(Order.order_id.like(like))).scalar_one()
+        totals = {table: connection.execute(select(func.count()).select_from(model)).scalar_one()
+                  for table, model in (("orders", Order), ("provider_events", ProviderEvent))}
+    return {"orders": orders, "events": events, "ledger_entries": credited, "totals": totals}
+
+
+def reset(url: str) -> None:
+    """Empty a PostgreSQL benchmark database so the migrations build it afresh."""
+    name = make_url(url).database or ""
+    if not name.startswith("bench"):
+        raise SystemExit(f"refusing to reset database {name!r}: benchmark databases are named bench*")
+    with db.engine.begin() as connection:
+        connection.execute(text("DROP SCHEMA public CASCADE"))
+        connection.execute(text("CREATE SCHEMA public"))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    orders = commands.add_parser("orders", help="pending orders plus their signed notifications")
+    orders.add_argument("--prefix", required=True)
+    orders.add_argument("--count", type=int, required=True)
+    orders.add_argument("--first-payment-id", type=int, required=True)
+    orders.add_argument("--out", type=Path, required=True)
+    events = commands.add_parser("events", help="bulk-load paid orders and their processed events")
+    events.add_argument("--count", type=int, default=1_000_000)
+    counts = commands.add_parser("check", help="print what an ingest run left behind, as JSON")
+    counts.add_argument("--prefix", required=True)
+    commands.add_parser("reset", help="drop and recreate the public schema (PostgreSQL bench* databases)")
+    args = parser.parse_args(argv)
+
+    app = create_app()
+    settings = app.config["SETTINGS"]
+    with app.app_context():
+        started = time.monotonic()
+        if args.command == "orders":
+            seed_orders(args.prefix, args.count, args.first_payment_id, args.out, settings)
+        elif args.command == "events":
+            seed_history(args.count, settings)
+        elif args.command == "check":
+            json.dump(check(args.prefix), sys.stdout)
+        elif args.command == "reset" and db.engine.dialect.name == "postgresql":
+            reset(settings.database_url)
+        if args.command != "check":
+            sys.stderr.write(f"{args.command}: {time.monotonic() - started:.1f}s\n")
+        db.engine.dispose()
+
+
+if __name__ == "__main__":
+    main()
