@@ -141,7 +141,8 @@ def test_logout_ends_the_session(admin_client):
     assert admin_client.get("/console/").status_code == 302
 
 
-def test_session_expires(admin_client, clock):
+def test_session_expires(clock, admin_client):
+    # `clock` first: the login in admin_client must happen at the frozen time, not the wall clock.
     clock.advance(hours=13)
     assert admin_client.get("/console/").status_code == 302
 
