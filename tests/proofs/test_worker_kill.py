@@ -14,7 +14,8 @@ from tests.support.live import LiveServer
 
 pytestmark = pytest.mark.proof
 
-PAYMENTS = scaled(default=200, full=2_500)
+# Enough load to outlast the kills: at ~350 deliveries/s a smaller default ended before the second one.
+PAYMENTS = scaled(default=1_000, full=2_500)
 WORKERS = 3
 KILLS = scaled(default=4, full=6)
 
