@@ -11,24 +11,12 @@ from services import inbox
 from services.audit import AuditLog
 from services.db import db, transaction
 from services.models import ProviderEvent
-from services.providers import marzban as adapter
 from tests.conftest import AUTH
 from tests.helpers import assert_error
+from tests.support.admin import app, fresh_panel_tokens  # noqa: F401
 from tests.support.admin import ADMIN, ADMIN_KEY, create_order, outbox_rows, paid_subscription, panel_env
 
 ACTOR = f"api-key:{hashlib.sha256(ADMIN_KEY.encode()).hexdigest()[:6]}"
-
-
-@pytest.fixture(autouse=True)
-def _fresh_tokens():
-    adapter.forget_tokens()
-    yield
-    adapter.forget_tokens()
-
-
-@pytest.fixture
-def app(make_app, marzban):
-    return make_app(**panel_env(marzban))
 
 
 def audit_rows(app, action: str | None = None) -> list[AuditLog]:

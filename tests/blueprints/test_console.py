@@ -10,26 +10,14 @@ import pytest
 from services.audit import AuditLog
 from services.db import db, transaction
 from services.models import DeliveryAttempt, Order, OutboxMessage, ProviderEvent
-from services.providers import marzban as adapter
 from tests.conftest import AUTH
+from tests.support.admin import app, fresh_panel_tokens  # noqa: F401
 from tests.support.admin import cheap_hashing  # noqa: F401
-from tests.support.admin import PASSWORD, create_order, outbox_rows, pay, paid_subscription, panel_env, staff
+from tests.support.admin import PASSWORD, create_order, outbox_rows, pay, paid_subscription, staff
 
 _TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 pytestmark = pytest.mark.usefixtures("cheap_hashing")
-
-
-@pytest.fixture(autouse=True)
-def _fresh_tokens():
-    adapter.forget_tokens()
-    yield
-    adapter.forget_tokens()
-
-
-@pytest.fixture
-def app(make_app, marzban):
-    return make_app(**panel_env(marzban))
 
 
 def csrf(client, path: str = "/console/login") -> str:

@@ -12,19 +12,8 @@ from services.db import db, transaction
 from services.models import Purchase
 from services.providers import marzban as adapter
 from tests.conftest import AUTH
-from tests.support.admin import outbox_rows, paid_subscription, panel_env
-
-
-@pytest.fixture(autouse=True)
-def _fresh_tokens():
-    adapter.forget_tokens()
-    yield
-    adapter.forget_tokens()
-
-
-@pytest.fixture
-def app(make_app, marzban):
-    return make_app(**panel_env(marzban))
+from tests.support.admin import app, fresh_panel_tokens  # noqa: F401
+from tests.support.admin import outbox_rows, paid_subscription
 
 
 def run_panel_worker(app) -> None:

@@ -10,12 +10,27 @@ from argon2 import PasswordHasher, profiles
 from services import audit, users
 from services.db import db, transaction, utcnow
 from services.models import OutboxMessage
+from services.providers import marzban as marzban_adapter
 from tests.conftest import AUTH
 
 ADMIN_KEY = "test-admin-key-0123456789abcdef0123456789"
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 BOT_TOKEN = "123456:test-bot-token"
 PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture(autouse=True)
+def fresh_panel_tokens():
+    """The Marzban adapter caches admin tokens per panel: each test starts and ends without one."""
+    marzban_adapter.forget_tokens()
+    yield
+    marzban_adapter.forget_tokens()
+
+
+@pytest.fixture
+def app(make_app, marzban):
+    """The app wired to the fake Marzban; a module that imports this fixture uses it instead of conftest's."""
+    return make_app(**panel_env(marzban))
 
 
 def panel_env(marzban, **extra: str) -> dict[str, str]:
