@@ -15,7 +15,7 @@ bp = Blueprint("telegram", __name__, url_prefix="/webhook")
 @bp.post("/telegram")
 def update():
     config = settings()
-    telegram.authenticate(request.headers.get(SECRET_HEADER), config, request.remote_addr)
+    telegram.authenticate(request.headers.get(SECRET_HEADER), config)
     payload = parse_json(request.get_data(cache=True))
     reply = telegram.handle_update(payload, delivery("telegram"), config, now())
     note_order(reply.order_id)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import logging
 from datetime import datetime
 from typing import Any
 
@@ -11,22 +10,15 @@ from sqlalchemy import select
 
 from services import inbox, orders
 from services.db import db, transaction
-from services.errors import SignatureInvalid
 from services.models import Order, ProviderEvent
 from services.providers import bmc
 from webhook_config import Settings
 
-logger = logging.getLogger(__name__)
-
 
 def authenticate(raw_body: bytes, header_value: str | None, settings: Settings) -> None:
     """Check x-signature-sha256 over the raw bytes; NotConfigured without a secret, SignatureInvalid if wrong."""
-    try:
+    with inbox.rejection_logged("Buy Me a Coffee webhook", bmc.PROVIDER, bool(header_value)):
         bmc.verify_signature(raw_body, header_value, settings.bmc_webhook_secret)
-    except SignatureInvalid as exc:
-        logger.warning("rejected a Buy Me a Coffee webhook: %s", exc.message,
-                       extra={"provider": bmc.PROVIDER, "has_header": bool(header_value)})
-        raise
 
 
 def receive_event(event: Any, delivery: inbox.Delivery, settings: Settings, now: datetime) -> inbox.IngestResult:

@@ -10,7 +10,6 @@ from typing import Any
 import simplejson
 
 from services import inbox
-from services.errors import SignatureInvalid
 from services.providers import cryptobot
 from webhook_config import Settings
 
@@ -23,12 +22,8 @@ STALE = "valid; stale request_date"
 
 def authenticate(raw_body: bytes, header_value: str | None, settings: Settings) -> None:
     """Check crypto-pay-api-signature over the raw bytes; NotConfigured without a token, SignatureInvalid if wrong."""
-    try:
+    with inbox.rejection_logged("CryptoBot webhook", cryptobot.PROVIDER, bool(header_value)):
         cryptobot.verify_signature(raw_body, header_value, settings.cryptobot_token)
-    except SignatureInvalid as exc:
-        logger.warning("rejected a CryptoBot webhook: %s", exc.message,
-                       extra={"provider": cryptobot.PROVIDER, "has_header": bool(header_value)})
-        raise
 
 
 def receive_update(update: Any, delivery: inbox.Delivery, settings: Settings, now: datetime) -> inbox.IngestResult:

@@ -8,6 +8,8 @@ one whose processing failed is processed again when the provider retries
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -16,6 +18,7 @@ from typing import Any
 from sqlalchemy import select
 
 from services import fulfilment, metrics, orders
+from services.errors import SignatureInvalid
 from services.db import DATABASE_DOWN, db, insert_ignore, transaction
 from services.models import Order, ProviderEvent
 from webhook_config import Settings
@@ -67,6 +70,17 @@ class IngestResult:
     @property
     def duplicate(self) -> bool:
         return self.outcome == DUPLICATE
+
+
+@contextmanager
+def rejection_logged(what: str, provider: str, header_present: bool) -> Iterator[None]:
+    """Log a refused signature once (never the secret or the header's value) and let it propagate as 401."""
+    try:
+        yield
+    except SignatureInvalid as exc:
+        logger.warning("rejected a %s: %s", what, exc.message,
+                       extra={"provider": provider, "header_present": header_present})
+        raise
 
 
 def ingest(delivery: Delivery, notice: Notice, settings: Settings, now: datetime) -> IngestResult:

@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from services import inbox, orders, outbox
 from services.db import db, transaction
-from services.errors import MalformedPayload, NotConfigured, SignatureInvalid
+from services.errors import MalformedPayload, NotConfigured
 from services.models import Order, ProviderEvent
 from services.money import normalized
 from services.providers import telegram
@@ -41,14 +41,10 @@ class Reply:
     order_id: str | None = None
 
 
-def authenticate(header_value: str | None, settings: Settings, remote_addr: str | None) -> None:
+def authenticate(header_value: str | None, settings: Settings) -> None:
     """Check the secret-token header (503 when no secret is configured, 401 when wrong); log rejections."""
-    try:
+    with inbox.rejection_logged("Telegram update", telegram.PROVIDER, bool(header_value)):
         telegram.verify_secret_token(header_value, settings.telegram_webhook_secret)
-    except SignatureInvalid:
-        logger.warning("rejected a Telegram update: %s missing or wrong", telegram.SECRET_HEADER,
-                       extra={"remote_addr": remote_addr, "header_present": bool(header_value)})
-        raise
 
 
 def handle_update(update: Any, delivery: inbox.Delivery, settings: Settings, now: datetime) -> Reply:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+
+import requests
 
 from tests.conftest import AUTH
 
@@ -32,3 +35,15 @@ def assert_error(response, status: int, code: str | None = None) -> dict[str, An
     if code:
         assert body["error"]["code"] == code
     return body["error"]
+
+
+def post_concurrently(url: str, body: bytes, headers: dict[str, str], count: int) -> list:
+    """The same signed delivery sent `count` times at once, as a provider's retries may arrive."""
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        return list(pool.map(lambda _: requests.post(url, data=body, headers=headers, timeout=30), range(count)))
+
+
+def assert_processed_once(responses: list) -> None:
+    """Every copy was acknowledged, exactly one was processed and the rest were duplicates."""
+    assert [r.status_code for r in responses] == [200] * len(responses)
+    assert sorted(r.json()["outcome"] for r in responses) == ["duplicate"] * (len(responses) - 1) + ["processed"]

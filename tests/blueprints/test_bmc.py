@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
 import pytest
@@ -14,7 +13,7 @@ from services.db import db
 from services.models import LedgerEntry, Order, ProviderEvent
 from services.providers import bmc
 from tests.conftest import AUTH
-from tests.helpers import assert_error, balance, create, status
+from tests.helpers import assert_error, assert_processed_once, balance, create, post_concurrently, status
 from tests.services.test_bmc_parsing import LEGACY_BODY, SECRET, VECTOR_BODY, VECTOR_SIGNATURE
 
 URL = "/bmc-webhook"
@@ -315,11 +314,7 @@ def test_concurrent_duplicate_deliveries_credit_once(app, base_env, bmc_env, tmp
         assert created.status_code == 201
         body = event_body()
         headers = {"Content-Type": "application/json", "X-Signature-Sha256": bmc.signature(body, SECRET)}
-        with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
-            responses = list(pool.map(lambda _: requests.post(f"{live.url}{URL}", data=body, headers=headers,
-                                                              timeout=30), range(PARALLEL)))
-        assert [r.status_code for r in responses] == [200] * PARALLEL
-        assert sorted(r.json()["outcome"] for r in responses) == ["duplicate"] * (PARALLEL - 1) + ["processed"]
+        assert_processed_once(post_concurrently(f"{live.url}{URL}", body, headers, PARALLEL))
         assert requests.get(f"{live.url}/api/balance/77", headers=AUTH, timeout=10).json()["balance"] == 500
     with app.app_context():
         assert db.session.execute(db.select(db.func.count()).select_from(LedgerEntry)).scalar_one() == 1

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -18,7 +17,7 @@ from services.providers.base import PaymentDraft
 from services.providers.cryptobot import CryptoBotProvider, CryptoPayClient
 from tests.conftest import AUTH
 from tests.fakes import crypto_pay_signature
-from tests.helpers import assert_error, balance, create, status
+from tests.helpers import assert_error, assert_processed_once, balance, create, post_concurrently, status
 from tests.services.test_cryptobot_signature import TOKEN, VECTOR_BODY, VECTOR_SIGNATURE
 from webhook_config import Settings
 
@@ -318,11 +317,7 @@ def test_concurrent_duplicate_deliveries_credit_once(app, base_env, cryptopay, t
         invoice_id = requests.post(f"{live.url}/api/payment", json=order, headers=AUTH, timeout=30).json()["invoiceId"]
         body = update_body(cryptopay.mark_paid(invoice_id))
         headers = {"Content-Type": "application/json", "crypto-pay-api-signature": cryptopay.sign(body)}
-        with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
-            responses = list(pool.map(lambda _: requests.post(f"{live.url}{URL}", data=body, headers=headers,
-                                                              timeout=30), range(PARALLEL)))
-        assert [r.status_code for r in responses] == [200] * PARALLEL
-        assert sorted(r.json()["outcome"] for r in responses) == ["duplicate"] * (PARALLEL - 1) + ["processed"]
+        assert_processed_once(post_concurrently(f"{live.url}{URL}", body, headers, PARALLEL))
         assert requests.get(f"{live.url}/api/balance/77", headers=AUTH, timeout=10).json()["balance"] == 500
     with app.app_context():
         assert db.session.execute(db.select(db.func.count()).select_from(LedgerEntry)).scalar_one() == 1
