@@ -77,8 +77,10 @@ worker_class = "sync" if threads == 1 else "gthread"
 
 # Recycle workers now and then so a slow leak (in the app or a C extension)
 # never grows without bound; the jitter keeps them from restarting at once.
-max_requests = 1000
-max_requests_jitter = 100
+# A worker's boot costs about a second of CPU (bench/README.md), so recycling
+# after only 1000 requests spent more CPU on boots than on requests under load.
+max_requests = 10000
+max_requests_jitter = 1000
 
 # Do not import the app in the master.  Each worker builds its own app and
 # so its own database engine/connection pool after fork: no SQLite handle or

@@ -13,6 +13,7 @@ from flask.json.provider import DefaultJSONProvider
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from blueprints import register_blueprints
+from blueprints.console import ConsoleSessionInterface
 from blueprints.errors import register_error_handlers
 from blueprints.requests_log import register_request_hooks
 from commands import register_commands
@@ -55,6 +56,7 @@ def create_app(environ: Mapping[str, str] | None = None) -> Flask:
     if settings.database_url == default_database_url(Path(app.instance_path)):
         Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     app.json = DecimalJSONProvider(app)
+    app.session_interface = ConsoleSessionInterface()
     if settings.proxy_hops:
         hops = settings.proxy_hops
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)

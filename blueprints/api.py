@@ -7,7 +7,7 @@ from flask import Blueprint, Response, request
 from blueprints.http import load_body, note_order, now, require_bearer, settings
 from services import ledger, payments, qr
 from services.errors import InvalidRequest, NotFound
-from services.orders import get_order
+from services.orders import get_order, status_of
 from services.schemas import MAX_TELEGRAM_ID, BalanceSchema, OrderStatusSchema, PaymentRequestSchema, PaymentResponseSchema
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -32,7 +32,7 @@ def create_payment():
 @api_token
 def order_status(order_id: str):
     note_order(order_id)
-    return order_status_schema.dump(get_order(order_id))
+    return order_status_schema.dump(status_of(order_id))
 
 
 @bp.get("/balance/<int:telegram_id>")

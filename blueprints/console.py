@@ -11,7 +11,8 @@ import logging
 from datetime import datetime
 from typing import Callable
 
-from flask import Blueprint, flash, g, redirect, render_template, request, session, url_for
+from flask import Blueprint, Flask, Request, flash, g, redirect, render_template, request, session, url_for
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from flask_wtf.csrf import generate_csrf, validate_csrf
 from wtforms.validators import ValidationError
 
@@ -23,6 +24,16 @@ from services.money import normalized
 logger = logging.getLogger(__name__)
 
 bp = Blueprint("console", __name__, url_prefix="/console")
+
+
+class ConsoleSessionInterface(SecureCookieSessionInterface):
+    """Cookie sessions for the console only: the APIs and webhooks never use one, and opening one
+    (a signing serializer per request) was a measurable share of a status request's CPU."""
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        if request.path != bp.url_prefix and not request.path.startswith(bp.url_prefix + "/"):
+            return None
+        return super().open_session(app, request)
 
 
 class ConsoleForbidden(GatewayError):

@@ -12,7 +12,7 @@ from typing import Any
 import simplejson
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import DateTime, Engine, MetaData, Numeric, String, Table, bindparam, event
+from sqlalchemy import Connection, DateTime, Engine, MetaData, Numeric, String, Table, bindparam, event
 from sqlalchemy.exc import InterfaceError, OperationalError, TimeoutError as PoolTimeout
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import DeclarativeBase, Session
@@ -36,6 +36,9 @@ class Base(DeclarativeBase):
 db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
 migrate = Migrate()
 
+
+# Execution option marking a connection that never writes (see `reading`).
+READ_ONLY = "gateway_read_only"
 
 # Table ids are 32-bit INTEGER on PostgreSQL: a larger number in a URL can name no row.
 ROW_ID_MAX = 2**31 - 1
@@ -115,16 +118,19 @@ def configure_engine(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection):
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # A reader takes no lock: in WAL mode it sees a consistent snapshot beside the one writer.
+        connection.exec_driver_sql("BEGIN" if connection.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
 
 
 def insert_ignore(model: type[Base], values: dict[str, Any], conflict_columns: list[str]):
     """INSERT … ON CONFLICT DO NOTHING RETURNING id: the new id, or None when the row already existed."""
     columns = model.__mapper__.columns
     parameters = {columns[name].key: value for name, value in values.items()}
-    dialect = db.session.get_bind().dialect.name
-    statement = _insert_ignore_statement(model.__table__, tuple(conflict_columns), tuple(sorted(parameters)), dialect)
-    return db.session.execute(statement, parameters).scalar_one_or_none()
+    # A Core statement on the session's connection: the same transaction, without the ORM execute path.
+    connection = db.session.connection()
+    statement = _insert_ignore_statement(model.__table__, tuple(conflict_columns), tuple(sorted(parameters)),
+                                         connection.dialect.name)
+    return connection.execute(statement, parameters).scalar_one_or_none()
 
 
 @functools.lru_cache(maxsize=256)
@@ -134,6 +140,13 @@ def _insert_ignore_statement(table: Table, conflict_columns: tuple[str, ...], ke
     return (module.insert(table).values({key: bindparam(key, type_=table.c[key].type) for key in keys})
             .on_conflict_do_nothing(index_elements=list(conflict_columns))
             .returning(table.c.id))
+
+
+@contextmanager
+def reading() -> Iterator[Connection]:
+    """A Core connection for a request that only reads: no ORM session, and no write lock on SQLite."""
+    with db.engine.connect() as connection:
+        yield connection.execution_options(**{READ_ONLY: True})
 
 
 def utcnow() -> datetime:

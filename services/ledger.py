@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 
-from services.db import db, insert_ignore
+from services.db import insert_ignore, reading
 from services.models import LedgerEntry, Order
 
 
@@ -22,8 +22,11 @@ def post(order: Order, amount: int, reason: str, unit: str, now: datetime) -> bo
     }, ["order_pk", "reason"]) is not None
 
 
+_BALANCE_QUERY = (select(func.coalesce(func.sum(LedgerEntry.amount), 0))
+                  .where(LedgerEntry.telegram_id == bindparam("telegram_id")))
+
+
 def balance(telegram_id: int) -> int:
-    total = db.session.execute(
-        select(func.coalesce(func.sum(LedgerEntry.amount), 0)).where(LedgerEntry.telegram_id == telegram_id)
-    ).scalar_one()
-    return int(total)
+    """The committed balance, read without the ORM session or any write lock."""
+    with reading() as connection:
+        return int(connection.execute(_BALANCE_QUERY, {"telegram_id": telegram_id}).scalar_one())
