@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from sqlalchemy import func, or_, select, update
 
-from services import audit, fulfilment, inbox, orders, outbox
+from services import audit, cryptobot, fulfilment, inbox, orders, outbox, telegram
 from services.db import db, transaction
 from services.errors import GatewayError, NotFound
 from services.models import Order, OutboxMessage, ProviderEvent
@@ -55,12 +55,28 @@ def _bmc_notice(event: ProviderEvent, settings: Settings) -> inbox.Notice:
     return bmc.notice_from_event(_stored_json(event), event.body, settings.bmc_currency)
 
 
+# The readers below parse a body that was authenticated when it was received and check no signature
+# again: the token or secret may have been rotated since, and the stored headers keep no Telegram secret.
+
+def _cryptobot_notice(event: ProviderEvent, settings: Settings) -> inbox.Notice:
+    return cryptobot.notice_from_body(_stored_json(event), event.verification)
+
+
+def _telegram_notice(event: ProviderEvent, settings: Settings) -> inbox.Notice | None:
+    # Only payments and refunds: a pre-checkout query was answered in its webhook response, and its
+    # stored event (ignored) is a note for support, not something to re-process.
+    return telegram.payment_event(_stored_json(event))
+
+
 # How to read a stored event's raw body back into a Notice, per provider: replay needs the event's
 # meaning, which only the provider's parser knows. A provider missing here cannot be replayed, and its
-# events are assignable only when they carry an amount and currency.
-NOTICE_READERS: dict[str, Callable[[ProviderEvent, Settings], inbox.Notice]] = {
+# events are assignable only when they carry an amount and currency. A reader answers None for an event
+# it does not replay.
+NOTICE_READERS: dict[str, Callable[[ProviderEvent, Settings], inbox.Notice | None]] = {
     "sbp": _sbp_notice,
     "bmc": _bmc_notice,
+    "cryptobot": _cryptobot_notice,
+    "telegram": _telegram_notice,
 }
 
 
@@ -73,6 +89,8 @@ def read_notice(event: ProviderEvent, settings: Settings) -> inbox.Notice | None
         notice = reader(event, settings)
     except (GatewayError, ValueError, KeyError, TypeError) as exc:
         logger.warning("a stored event could not be read back: %s", type(exc).__name__, extra={"event_id": event.id})
+        return None
+    if notice is None:
         return None
     # What was decided at receipt (identity, the order matched) stays as stored.
     return dataclasses.replace(notice, event_key=event.event_key, order_id=event.claimed_order_id)
@@ -119,7 +137,7 @@ def _reprocess(event: ProviderEvent, settings: Settings, now: datetime) -> str:
     """The same path a provider's retry takes: ingest finds the failed event and processes it again."""
     notice = read_notice(event, settings)
     if notice is None:
-        return f"skipped: no way to read back a {event.provider} event"
+        return f"skipped: no way to read back a {event.provider} {event.event_type} event"
     delivery = inbox.Delivery(provider=event.provider, body=event.body, headers=event.headers,
                               remote_addr=event.remote_addr, verification=event.verification)
     return inbox.ingest(delivery, notice, settings, now).outcome

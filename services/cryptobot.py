@@ -18,6 +18,8 @@ logger = logging.getLogger(__name__)
 # Older updates are still accepted (retries must never fail forever), only flagged.
 STALE_AFTER = timedelta(minutes=15)
 STALE = "valid; stale request_date"
+# How an invoice fetched by reconciliation is stored: its body is the Invoice object, not a webhook update.
+FETCHED = "fetched: getInvoices"
 
 
 def authenticate(raw_body: bytes, header_value: str | None, settings: Settings) -> None:
@@ -28,7 +30,7 @@ def authenticate(raw_body: bytes, header_value: str | None, settings: Settings) 
 
 def receive_update(update: Any, delivery: inbox.Delivery, settings: Settings, now: datetime) -> inbox.IngestResult:
     """Store and apply an authenticated update; a stale request_date is recorded, never refused."""
-    notice = cryptobot.notice_from_update(update)
+    notice = notice_from_body(update, delivery.verification)
     sent = cryptobot.request_date(update)
     if sent is not None and now - sent > STALE_AFTER:
         logger.warning("CryptoBot update with a stale request_date", extra={
@@ -41,5 +43,15 @@ def record_invoice(invoice: dict[str, Any], settings: Settings, now: datetime) -
     """Ingest an invoice fetched with getInvoices (reconciliation); a webhook already stored makes it a duplicate."""
     body = simplejson.dumps(invoice, sort_keys=True, use_decimal=True).encode()
     delivery = inbox.Delivery(provider=cryptobot.PROVIDER, body=body, headers={}, remote_addr=None,
-                              verification="fetched: getInvoices")
-    return inbox.ingest(delivery, cryptobot.notice_from_invoice(invoice, "getInvoices"), settings, now)
+                              verification=FETCHED)
+    return inbox.ingest(delivery, notice_from_body(invoice, FETCHED), settings, now)
+
+
+def notice_from_body(payload: Any, verification: str) -> inbox.Notice:
+    """What an authenticated body means: an invoice reconciliation fetched, else a webhook update.
+
+    Receipt and admin replay both read bodies through here, so a replayed event means what it meant then.
+    """
+    if verification == FETCHED:
+        return cryptobot.notice_from_invoice(payload, "getInvoices")
+    return cryptobot.notice_from_update(payload)

@@ -53,14 +53,25 @@ def handle_update(update: Any, delivery: inbox.Delivery, settings: Settings, now
     query = telegram.pre_checkout_query(update)
     if query is not None:
         return _answer_pre_checkout(query, delivery, settings, now)
-    notice = telegram.payment_notice(update)
+    with transaction():
+        notice = payment_event(update)
     if notice is not None:
-        if notice.action == inbox.REFUNDED:
-            notice = _refund_of_settling_charge(notice)
         result = inbox.ingest(delivery, notice, settings, now)
         return Reply(result=result, order_id=result.order_id)
     _forward(update_id, delivery.body, settings, now)
     return Reply(answer={"ok": True})
+
+
+def payment_event(update: dict[str, Any]) -> inbox.Notice | None:
+    """A successful_payment or refunded_payment update as the Notice the inbox stores; None for any other update.
+
+    The webhook and admin replay both read payments through here. It reads in the caller's transaction and
+    never commits: replay may call it while holding row locks.
+    """
+    notice = telegram.payment_notice(update)
+    if notice is not None and notice.action == inbox.REFUNDED:
+        return _refund_of_settling_charge(notice)
+    return notice
 
 
 def pre_checkout_problem(query: PreCheckoutQuery, order: Order | None, now: datetime) -> tuple[str, str] | None:
@@ -103,13 +114,12 @@ def _refund_of_settling_charge(notice: inbox.Notice) -> inbox.Notice:
     back what the first one bought. Telegram sends a refund only after its payment, whose event
     is committed by then, so reading it first is safe.
     """
-    with transaction():
-        settled_order = db.session.execute(
-            select(Order.order_id).join(ProviderEvent, ProviderEvent.order_pk == Order.id).where(
-                ProviderEvent.provider == telegram.PROVIDER,
-                ProviderEvent.event_key == telegram.charge_key(notice.provider_payment_id),
-                ProviderEvent.status.in_(SETTLED))
-        ).scalar_one_or_none()
+    settled_order = db.session.execute(
+        select(Order.order_id).join(ProviderEvent, ProviderEvent.order_pk == Order.id).where(
+            ProviderEvent.provider == telegram.PROVIDER,
+            ProviderEvent.event_key == telegram.charge_key(notice.provider_payment_id),
+            ProviderEvent.status.in_(SETTLED))
+    ).scalar_one_or_none()
     if settled_order is not None:
         return replace(notice, order_id=settled_order)
     logger.warning("a Telegram refund names a charge that paid no order", extra={"order_id": notice.order_id})
