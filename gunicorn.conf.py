@@ -15,8 +15,9 @@ Environment knobs (all optional):
                              JSON access log on (stdout)
     GUNICORN_CONTROL_SOCKET  path of the gunicornc control socket
     LOG_LEVEL                gunicorn's error log level   info
-    PROMETHEUS_MULTIPROC_DIR prometheus_client multi-process directory;
-                             wiped at start, cleaned as workers exit
+    PROMETHEUS_MULTIPROC_DIR prometheus_client multi-process directory,
+                             shared with the webhook-worker@ processes;
+                             dead processes' files folded at start
 """
 
 import datetime
@@ -24,6 +25,7 @@ import glob
 import json
 import logging
 import os
+import struct
 import time
 
 from gunicorn import glogging
@@ -214,25 +216,118 @@ accesslog = "-" if os.environ.get("GUNICORN_ACCESS_LOG") else None
 
 
 # --- Prometheus multi-process mode -----------------------------------------
+# PROMETHEUS_MULTIPROC_DIR (/run/webhook/prometheus under systemd) is shared
+# with every webhook-worker@ process, and it outlives restarts of either unit
+# (RuntimeDirectoryPreserve=yes): so gunicorn's start must not wipe it.  Each
+# file is one process's, named after its pid (counter_1234.db,
+# gauge_livesum_1234.db).  At start the files of processes that are gone are
+# folded into one file per type (counter_merged.db, ...), so the directory
+# does not grow with every restart and no counter ever goes down:
+# Prometheus would read a drop as a reset and count the survivors' total a
+# second time.  Files of live processes (the workers) are left alone.
+#
+# This runs before gunicorn forks a worker, so no scrape reads the directory
+# meanwhile, and the webhook-worker@ processes only ever touch their own
+# files (which are kept).  A crash between writing a merged file
+# and removing its sources would count those sources twice: the window is a
+# few unlinks.
+
+# Types whose values add up across processes; gauges (none in this app) keep
+# prometheus_client's own rules: live* files are dropped with their process,
+# the other modes stay as they are.
+_ADDITIVE = ("counter", "histogram", "summary")
+_MERGED = "merged"
+
+
 def _multiproc_dir():
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
 
 
+def _pid_of(path):
+    """The pid a metrics file belongs to; None for the merged files."""
+    tail = os.path.basename(path)[: -len(".db")].rsplit("_", 1)[-1]
+    return int(tail) if tail.isdigit() else None
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, just not ours to signal
+        return True
+    return True
+
+
+def _fold(server, path, kind, sources):
+    """Fold the `sources` files of one metric type; if one cannot be read, drop that type's dead files."""
+    merged = os.path.join(path, f"{kind}_{_MERGED}.db")
+    try:
+        _fold_into_merged(merged, sources)
+    except (OSError, ValueError, RuntimeError, struct.error):
+        # An unreadable file (say, of a process killed while creating it) fails
+        # every scrape, here until reboot, and must not keep gunicorn from
+        # starting: this type's counts of dead processes start from zero instead.
+        server.log.exception("metrics: cannot fold the %s files of dead processes; removing them", kind)
+        for name in [*sources, merged, merged + ".partial"]:
+            if os.path.exists(name):
+                os.remove(name)
+
+
+def _fold_into_merged(merged, sources):
+    """Add the `sources` files into `merged` (created if need be), then remove them."""
+    from prometheus_client.mmap_dict import MmapedDict, mmap_key
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    inputs = sources + ([merged] if os.path.exists(merged) else [])
+    # Written under a name scrapes do not read (*.db), then renamed over the old one.
+    partial = merged + ".partial"
+    if os.path.exists(partial):
+        os.remove(partial)
+    out = MmapedDict(partial)
+    try:
+        # accumulate=False: histogram buckets stay per bucket, as they are in the files.
+        for metric in MultiProcessCollector.merge(inputs, accumulate=False):
+            for sample in metric.samples:
+                key = mmap_key(metric.name, sample.name, list(sample.labels),
+                               list(sample.labels.values()), metric.documentation)
+                out.write_value(key, sample.value, 0.0)
+    finally:
+        out.close()
+    os.replace(partial, merged)
+    for source in sources:
+        os.remove(source)
+
+
 def on_starting(server):
-    """Wipe metric files of a previous run (prometheus_client requires it)."""
+    """Fold the metric files of dead processes; keep those of live ones (the workers)."""
     path = _multiproc_dir()
     if not path:
         return
     os.makedirs(path, mode=0o700, exist_ok=True)
-    for stale in glob.glob(os.path.join(path, "*.db")):
-        os.remove(stale)
+    # Imported here: the master never needs prometheus_client otherwise.
+    from prometheus_client import multiprocess
+
+    dead = {}
+    for name in glob.glob(os.path.join(path, "*.db")):
+        pid = _pid_of(name)
+        if pid is not None and not _alive(pid):
+            dead.setdefault(pid, []).append(name)
+    by_kind = {}
+    for pid, names in dead.items():
+        multiprocess.mark_process_dead(pid, path)
+        for name in names:
+            kind = os.path.basename(name).split("_", 1)[0]
+            if kind in _ADDITIVE:
+                by_kind.setdefault(kind, []).append(name)
+    for kind, names in sorted(by_kind.items()):
+        _fold(server, path, kind, sorted(names))
 
 
 def child_exit(server, worker):
     """Drop the live-gauge files of a worker that exited."""
     if not _multiproc_dir():
         return
-    # Imported here: the master never needs prometheus_client otherwise.
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)

@@ -9,6 +9,7 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
+from services import metrics
 from services.db import utcnow
 from services.worker.loop import ALL, PROVIDERS, Worker, run_workers, stop_on_signals
 
@@ -27,7 +28,11 @@ def run(provider: str, once: bool) -> None:
     names = PROVIDERS if provider == ALL else (provider,)
     workers = [Worker(name, app.config["SETTINGS"], clock, stop)
                for name in names]
-    with stop_on_signals(stop):
-        run_workers(workers, once)
+    try:
+        with stop_on_signals(stop):
+            run_workers(workers, once)
+    finally:
+        # Other processes share the metrics directory (gunicorn, the other providers' workers).
+        metrics.process_exiting()
     if once and any(worker.failures for worker in workers):
         sys.exit(1)

@@ -1,8 +1,10 @@
 """Prometheus metrics: every metric object, the helpers that move them, and the /metrics exposition.
 
-Under gunicorn PROMETHEUS_MULTIPROC_DIR is set, prometheus_client keeps each
-process's values in files there, and a scrape sums them (MultiProcessCollector).
-Without it the process's own default registry is served. Outbox gauges are not
+Under systemd PROMETHEUS_MULTIPROC_DIR is set for gunicorn and for every worker
+process, prometheus_client keeps each process's values in files there, and a
+scrape sums them (MultiProcessCollector): the workers' delivery and
+reconciliation counters reach the app's /metrics that way. Without it the
+process's own default registry is served. Outbox gauges are not
 kept by any process: they are read from the database at scrape time.
 """
 
@@ -16,7 +18,7 @@ from datetime import datetime
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
@@ -101,6 +103,13 @@ def _drop_rolled_back(session: Session, _previous_transaction) -> None:
 def multiprocess_dir() -> str | None:
     """prometheus_client's own switch, read where it reads it: the process environment at import time."""
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+def process_exiting() -> None:
+    """Drop this process's live-gauge files; its counter files stay until gunicorn folds them at its next start."""
+    path = multiprocess_dir()
+    if path:
+        mark_process_dead(os.getpid(), path)
 
 
 def exposition(now: datetime) -> tuple[bytes, str]:

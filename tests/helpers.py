@@ -6,6 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import AUTH
 
@@ -47,3 +48,18 @@ def assert_processed_once(responses: list) -> None:
     """Every copy was acknowledged, exactly one was processed and the rest were duplicates."""
     assert [r.status_code for r in responses] == [200] * len(responses)
     assert sorted(r.json()["outcome"] for r in responses) == ["duplicate"] * (len(responses) - 1) + ["processed"]
+
+
+def scrape(client_or_url) -> dict[tuple[str, tuple], float]:
+    """/metrics (of a test client or a base URL) parsed into {(sample name, sorted labels): value}."""
+    if isinstance(client_or_url, str):
+        response = requests.get(client_or_url + "/metrics", timeout=10)
+        assert response.status_code == 200
+        text = response.text
+    else:
+        response = client_or_url.get("/metrics")
+        assert response.status_code == 200
+        assert response.mimetype == "text/plain"
+        text = response.get_data(as_text=True)
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}

@@ -15,7 +15,7 @@ from sqlalchemy import text
 from services import metrics
 from services.db import db, transaction
 from tests.conftest import AUTH
-from tests.helpers import create
+from tests.helpers import create, scrape
 from tests.support.live import ROOT, LiveServer
 
 TBANK = {"TBANK_TERMINAL_KEY": "TinkoffBankTest", "TBANK_PASSWORD": "TinkoffBankTest"}
@@ -26,21 +26,6 @@ OUTBOX = {"MERCHANT_WEBHOOK_URL": "http://127.0.0.1:9/hooks", "MERCHANT_WEBHOOK_
 def value(name: str, **labels: str) -> float:
     """The in-process value of one sample (0 when it was never touched)."""
     return REGISTRY.get_sample_value(name, labels) or 0.0
-
-
-def scrape(client_or_url) -> dict[tuple[str, tuple], float]:
-    """/metrics parsed into {(sample name, sorted labels): value}."""
-    if isinstance(client_or_url, str):
-        response = requests.get(client_or_url + "/metrics", timeout=10)
-        assert response.status_code == 200
-        text = response.text
-    else:
-        response = client_or_url.get("/metrics")
-        assert response.status_code == 200
-        assert response.mimetype == "text/plain"
-        text = response.get_data(as_text=True)
-    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
-            for family in text_string_to_metric_families(text) for sample in family.samples}
 
 
 def pay(client, qrc_id: str):

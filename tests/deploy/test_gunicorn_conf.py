@@ -3,11 +3,15 @@
 import datetime
 import json
 import logging
+import os
 import runpy
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import pytest
 from gunicorn.config import Config
+from prometheus_client.multiprocess import MultiProcessCollector
 
 ENV_KNOBS = (
     "GUNICORN_BIND", "GUNICORN_WORKERS", "GUNICORN_THREADS", "GUNICORN_TIMEOUT",
@@ -156,20 +160,126 @@ def test_error_log_lines_are_json(json_logger, tmp_path):
     assert entry["logger"] == "gunicorn.error"
 
 
-def test_prometheus_files_are_wiped_at_start_and_dropped_for_dead_workers(load, tmp_path):
-    pytest.importorskip("prometheus_client")
-    metrics_dir = tmp_path / "prometheus"
-    metrics_dir.mkdir()
-    (metrics_dir / "counter_1.db").write_bytes(b"stale")
-    _, namespace = load(PROMETHEUS_MULTIPROC_DIR=str(metrics_dir))
+# A process recording metrics the way the app and the workers do (multi-process
+# mode chosen at import); with "stay" it keeps running until its stdin closes.
+RECORD = """
+import sys
+from prometheus_client import Counter, Gauge, Histogram
+Counter("jobs", "Jobs done.", ["outcome"]).labels("ok").inc(int(sys.argv[1]))
+took = Histogram("took_seconds", "Time taken.", buckets=(1, 5))
+took.observe(0.5)
+took.observe(3)
+Gauge("busy", "Busy processes.", multiprocess_mode="livesum").set(1)
+if sys.argv[2] == "stay":
+    print("recorded", flush=True)
+    sys.stdin.read()
+"""
+
+
+@pytest.fixture
+def recorder(tmp_path):
+    """Start processes that record metrics into tmp_path/prometheus; the ones that stay are ended afterwards."""
+    directory = tmp_path / "prometheus"
+    directory.mkdir()
+    staying = []
+
+    def record(jobs, stay=False):
+        env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(directory)}
+        process = subprocess.Popen([sys.executable, "-c", RECORD, str(jobs), "stay" if stay else "exit"],
+                                   env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        if stay:
+            staying.append(process)
+            assert process.stdout.readline() == "recorded\n"
+        else:
+            process.communicate(timeout=30)
+            assert process.returncode == 0
+        return process.pid
+
+    record.directory = directory
+    yield record
+    for process in staying:
+        process.communicate(timeout=30)
+
+
+def collected(directory):
+    """What a scrape of the directory reports, as {(sample, labels): value}."""
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for metric in MultiProcessCollector(None, path=str(directory)).collect()
+            for sample in metric.samples}
+
+
+def files(directory):
+    return sorted(path.name for path in directory.iterdir())
+
+
+JOBS = ("jobs_total", (("outcome", "ok"),))
+FAST = ("took_seconds_bucket", (("le", "1.0"),))
+SLOW = ("took_seconds_bucket", (("le", "5.0"),))
+COUNT = ("took_seconds_count", ())
+
+
+def test_start_keeps_live_processes_files_and_folds_dead_ones_without_losing_counts(load, recorder):
+    _, namespace = load(PROMETHEUS_MULTIPROC_DIR=str(recorder.directory))
+    live = recorder(1, stay=True)
+    dead = [recorder(2), recorder(4)]
+    before = collected(recorder.directory)
+    assert before[JOBS] == 7 and before[COUNT] == 6
 
     namespace["on_starting"](None)
-    assert list(metrics_dir.iterdir()) == []
 
+    assert files(recorder.directory) == sorted([
+        "counter_merged.db", "histogram_merged.db",
+        f"counter_{live}.db", f"histogram_{live}.db", f"gauge_livesum_{live}.db"])
+    after = collected(recorder.directory)
+    assert {key: after[key] for key in (JOBS, FAST, SLOW, COUNT)} == {JOBS: 7, FAST: 3, SLOW: 6, COUNT: 6}
+    # The live gauge counts only the process still running.
+    assert after[("busy", ())] == 1
+    assert all(str(pid) not in name for pid in dead for name in files(recorder.directory))
+
+
+def test_a_later_start_adds_to_the_merged_files(load, recorder):
+    _, namespace = load(PROMETHEUS_MULTIPROC_DIR=str(recorder.directory))
+    recorder(2)
+    namespace["on_starting"](None)
+    recorder(5)
+    namespace["on_starting"](None)
+    assert files(recorder.directory) == ["counter_merged.db", "histogram_merged.db"]
+    after = collected(recorder.directory)
+    assert {key: after[key] for key in (JOBS, FAST, SLOW, COUNT)} == {JOBS: 7, FAST: 2, SLOW: 4, COUNT: 4}
+    assert ("busy", ()) not in after
+
+
+def test_unreadable_file_of_a_dead_process_is_dropped_not_fatal(load, recorder, caplog):
+    _, namespace = load(PROMETHEUS_MULTIPROC_DIR=str(recorder.directory))
+    live = recorder(1, stay=True)
+    dead = recorder(2)
+    # A process killed between creating its file and sizing it leaves it empty.
+    (recorder.directory / f"counter_{dead}.db").write_bytes(b"")
+
+    namespace["on_starting"](SimpleNamespace(log=logging.getLogger("gunicorn.error")))
+
+    assert "cannot fold the counter files" in caplog.text
+    assert files(recorder.directory) == sorted([
+        "histogram_merged.db", f"counter_{live}.db", f"histogram_{live}.db", f"gauge_livesum_{live}.db"])
+    after = collected(recorder.directory)
+    assert after[JOBS] == 1 and after[COUNT] == 4
+
+
+def test_start_creates_a_missing_directory(load, tmp_path):
+    metrics_dir = tmp_path / "run" / "prometheus"
+    _, namespace = load(PROMETHEUS_MULTIPROC_DIR=str(metrics_dir))
+    namespace["on_starting"](None)
+    assert metrics_dir.is_dir() and list(metrics_dir.iterdir()) == []
+
+
+def test_exited_gunicorn_worker_loses_only_its_live_gauges(load, tmp_path):
+    metrics_dir = tmp_path / "prometheus"
+    metrics_dir.mkdir()
     (metrics_dir / "gauge_livesum_4242.db").write_bytes(b"")
     (metrics_dir / "counter_4242.db").write_bytes(b"")
+    _, namespace = load(PROMETHEUS_MULTIPROC_DIR=str(metrics_dir))
     namespace["child_exit"](None, SimpleNamespace(pid=4242))
-    assert sorted(p.name for p in metrics_dir.iterdir()) == ["counter_4242.db"]
+    assert files(metrics_dir) == ["counter_4242.db"]
 
 
 def test_child_exit_is_a_no_op_without_multiprocess_metrics(load):

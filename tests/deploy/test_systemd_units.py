@@ -68,6 +68,43 @@ def test_worker_template_runs_one_provider_and_no_migration(repo_root):
     assert "webhook.service" in values(path, "After")[0].split()
 
 
+METRICS_DIR = "/run/webhook/prometheus"
+
+
+def words(path, key):
+    return [word for value in values(path, key) for word in value.split()]
+
+
+@pytest.mark.parametrize("unit", UNITS)
+def test_every_unit_writes_metrics_to_the_shared_directory_from_the_start(repo_root, unit):
+    path = repo_root / unit
+    # Environment=, not the operator's env file: set before Python starts, as
+    # prometheus_client picks multi-process mode when it is imported.
+    assert f"PROMETHEUS_MULTIPROC_DIR={METRICS_DIR}" in words(path, "Environment")
+    # systemd creates it (writable under ProtectSystem=strict) before ExecStart.
+    assert METRICS_DIR in ["/run/" + name for name in words(path, "RuntimeDirectory")]
+    assert values(path, "RuntimeDirectoryMode") == ["0700"]
+
+
+@pytest.mark.parametrize("unit", UNITS)
+def test_shared_metrics_directory_survives_any_one_unit_stopping(repo_root, unit):
+    # systemd removes a unit's RuntimeDirectory when that unit stops, whoever else uses it.
+    assert values(repo_root / unit, "RuntimeDirectoryPreserve") == ["yes"]
+
+
+def test_workers_may_write_the_metrics_directory_but_not_gunicorns_socket_beside_it(repo_root):
+    path = repo_root / "webhook-worker@.service"
+    assert values(path, "RuntimeDirectory") == ["webhook/prometheus"]
+    assert values(path, "ReadWritePaths") == []
+
+
+def test_cli_wrapper_runs_commands_with_the_same_metrics_directory(repo_root):
+    wrapper = (repo_root / "deploy" / "webhook-flask").read_text(encoding="utf-8")
+    for option in (f"--setenv=PROMETHEUS_MULTIPROC_DIR={METRICS_DIR}", "--property=RuntimeDirectory=webhook/prometheus",
+                   "--property=RuntimeDirectoryMode=0700", "--property=RuntimeDirectoryPreserve=yes"):
+        assert option in wrapper.split()
+
+
 def test_units_pass_systemd_analyze_verify(repo_root, tmp_path, need_tool):
     systemd_analyze = need_tool("systemd-analyze")
     # /opt/webhook does not exist here: verify would reject the ExecStart
