@@ -6,8 +6,10 @@
 
 Starts two gunicorns on free loopback ports, both with gunicorn.conf.py and the same worker count:
 bench/bare_app.py (the baseline) and wsgi:app on a freshly migrated database.  Each round runs wrk
-against: the bare endpoint, GET /api/status/{orderId}, POST /api/payment (a new orderId per request),
-and POST /webhook/sbp/tbank with validly signed CONFIRMED notifications (all new, then 50 % duplicates).
+against: the bare endpoint, the bare app's one-SELECT and one-INSERT endpoints on the same database
+(the floors for a lookup and for a durable write), GET /api/status/{orderId}, POST /api/payment
+(a new orderId per request), and POST /webhook/sbp/tbank with validly signed CONFIRMED notifications
+(all new, then 50 % duplicates).
 Endpoints are interleaved within a round, so background load hits them alike; each figure is the
 median over rounds, and the ratio is the median of the per-round ratios to that round's bare run.
 
@@ -43,7 +45,7 @@ MAX_DURATION = 15
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 API_TOKEN = "bench-api-token-" + "0123456789abcdef" * 2
 STATUS_ORDER = "bench-status-order"
-ENDPOINTS = ("bare", "status", "payment", "ingest", "ingest_dup")
+ENDPOINTS = ("bare", "bare_read", "bare_write", "status", "payment", "ingest", "ingest_dup")
 
 
 class BenchError(RuntimeError):
@@ -153,6 +155,7 @@ class Bench:
         if self.database_url.startswith("postgresql"):
             self.python("bench/seed_events.py", "reset")
         self.python("-m", "flask", "--app", "wsgi", "db", "upgrade")
+        self.python("-c", "from bench.bare_app import create_table; create_table()")
 
     def start(self) -> None:
         self.bare.start("/bare")
@@ -212,6 +215,10 @@ class Bench:
     def one_round(self, label: str) -> dict[str, dict]:
         duration, wanted = self.args.duration, self.args.only or ENDPOINTS
         runs: dict[str, dict] = {"bare": self.wrk(self.bare, "/bare", "get", [], duration)}
+        if "bare_read" in wanted:
+            runs["bare_read"] = self.wrk(self.bare, "/bare/read", "get", [], duration)
+        if "bare_write" in wanted:
+            runs["bare_write"] = self.wrk(self.bare, "/bare/write", "post", [], duration)
         if "status" in wanted:
             runs["status"] = self.wrk(self.app, f"/api/status/{STATUS_ORDER}", "get", [API_TOKEN], duration)
         if "payment" in wanted:
@@ -285,7 +292,9 @@ def summarize(rounds: list[dict[str, dict]]) -> dict[str, dict]:
     return summary
 
 
-LABELS = {"bare": "bare Flask GET /bare", "status": "GET /api/status/{id}", "payment": "POST /api/payment",
+LABELS = {"bare": "bare Flask GET /bare", "bare_read": "bare Flask GET /bare/read (one SELECT by key)",
+          "bare_write": "bare Flask POST /bare/write (one committed INSERT)",
+          "status": "GET /api/status/{id}", "payment": "POST /api/payment",
           "ingest": "POST /webhook/sbp/tbank (new)", "ingest_dup": "POST /webhook/sbp/tbank (50% dup)"}
 
 
