@@ -72,6 +72,28 @@ class IngestResult:
         return self.outcome == DUPLICATE
 
 
+@dataclass
+class EventState:
+    """The stored event being processed: `apply` may set the problem support should read."""
+
+    id: int
+    provider: str
+    error: str | None = None
+
+
+# Statements built once: the ingest path runs them on every delivery (see bench/README.md).
+_EVENT_ROW = (select(ProviderEvent.id, ProviderEvent.status, ProviderEvent.claimed_order_id)
+              .where(ProviderEvent.provider == bindparam("provider"), ProviderEvent.event_key == bindparam("event_key"))
+              .with_for_update())
+_EVENT_OUTCOME = (update(ProviderEvent.__table__).where(ProviderEvent.__table__.c.id == bindparam("event_id"))
+                  .values(status=bindparam("outcome"), order_pk=bindparam("order"), error=bindparam("problem"),
+                          processed_at=bindparam("at", type_=ProviderEvent.__table__.c.processed_at.type),
+                          processing_attempts=ProviderEvent.__table__.c.processing_attempts + 1))
+_ORDER_BY_PROVIDER_REF = (select(Order).where(Order.provider == bindparam("provider"),
+                                              Order.provider_ref == bindparam("provider_ref"))
+                          .with_for_update().execution_options(populate_existing=True))
+
+
 @contextmanager
 def rejection_logged(what: str, provider: str, header_present: bool) -> Iterator[None]:
     """Log a refused signature once (never the secret or the header's value) and let it propagate as 401."""
@@ -121,32 +143,10 @@ def _ingest_once(delivery: Delivery, notice: Notice, settings: Settings, now: da
     return IngestResult(event.id, status, order.order_id if order is not None else notice.order_id)
 
 
-@dataclass
-class EventState:
-    """The stored event being processed: `apply` may set the problem support should read."""
-
-    id: int
-    provider: str
-    error: str | None = None
-
-
 def _claim_event(delivery: Delivery, notice: Notice, now: datetime) -> EventState | None:
     """Store the delivery; None when this event was stored before (a repeat, or a retry of a failed one)."""
     new_id = insert_ignore(ProviderEvent, _event_values(delivery, notice, now), ["provider", "event_key"])
     return EventState(new_id, delivery.provider) if new_id is not None else None
-
-
-# Statements built once: the ingest path runs them on every delivery (see bench/README.md).
-_EVENT_ROW = (select(ProviderEvent.id, ProviderEvent.status, ProviderEvent.claimed_order_id)
-              .where(ProviderEvent.provider == bindparam("provider"), ProviderEvent.event_key == bindparam("event_key"))
-              .with_for_update())
-_EVENT_OUTCOME = (update(ProviderEvent.__table__).where(ProviderEvent.__table__.c.id == bindparam("event_id"))
-                  .values(status=bindparam("outcome"), order_pk=bindparam("order"), error=bindparam("problem"),
-                          processed_at=bindparam("at", type_=ProviderEvent.__table__.c.processed_at.type),
-                          processing_attempts=ProviderEvent.__table__.c.processing_attempts + 1))
-_ORDER_BY_PROVIDER_REF = (select(Order).where(Order.provider == bindparam("provider"),
-                                              Order.provider_ref == bindparam("provider_ref"))
-                          .with_for_update().execution_options(populate_existing=True))
 
 
 def _locked_event_row(provider: str, event_key: str):

@@ -65,3 +65,4 @@ def test_api_requests_ignore_a_console_cookie(client, app):
     response = client.get("/api/status/order-1", headers=AUTH)
     assert response.status_code == 200
     assert "Set-Cookie" not in response.headers
+

@@ -10,7 +10,7 @@ import pytest
 
 from services import inbox, orders
 from services.db import db, transaction
-from services.models import Fulfilment, LedgerEntry, OutboxMessage, ProviderEvent, Purchase
+from services.models import Fulfilment, LedgerEntry, Order, OutboxMessage, ProviderEvent, Purchase
 from services.orders import find_order
 from tests.helpers import create
 
@@ -108,3 +108,25 @@ def test_refund_of_unpaid_order_is_a_conflict(ctx, client, clock):
                           amount=Decimal(100), currency="RUB")
     assert ingest(ctx, refund, clock).outcome == "conflict"
     assert count(LedgerEntry) == 0
+
+
+def test_status_change_updates_the_row_and_the_loaded_order_alike(ctx, client, clock):
+    create(client, telegramId=1, credit=10)
+    with transaction():
+        order = find_order("order-1", lock=True)
+        assert orders.change_status(order, orders.PAID, ctx.config["SETTINGS"], clock.now)
+        assert (order.status, order.paid_at) == ("paid", clock.now)
+        assert not db.session.dirty  # nothing left for a flush to write over the row
+    db.session.expunge_all()
+    stored = find_order("order-1")
+    assert (stored.status, stored.paid_at, stored.updated_at) == ("paid", clock.now, clock.now)
+
+
+def test_status_change_of_an_order_not_yet_stored_is_refused(ctx, clock):
+    order = Order(order_id="never-flushed", provider="sbp", status="pending", amount=Decimal("1"),
+                         currency="RUB", expires_at=clock.now + timedelta(hours=1))
+    db.session.add(order)
+    with pytest.raises(RuntimeError, match="not stored yet"):
+        orders.change_status(order, orders.PAID, ctx.config["SETTINGS"], clock.now)
+    db.session.rollback()
+    assert count(OutboxMessage) == 0
