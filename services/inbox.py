@@ -31,6 +31,8 @@ PAID, REFUNDED, FAILED, CANCELLED, EXPIRED, IGNORE = "paid", "refunded", "failed
 PROCESSED, IGNORED, UNMATCHED, MISMATCH, CONFLICT, ERROR, ASSIGNED = (
     "processed", "ignored", "unmatched", "mismatch", "conflict", "failed", "assigned")
 NEEDS_REVIEW = frozenset({UNMATCHED, MISMATCH, CONFLICT, ERROR})
+# Outcomes of an event that was applied to its order.
+SETTLED = frozenset({PROCESSED, ASSIGNED})
 RETRYABLE = frozenset({ERROR})
 DUPLICATE = "duplicate"
 
@@ -89,6 +91,11 @@ _EVENT_OUTCOME = (update(ProviderEvent.__table__).where(ProviderEvent.__table__.
                   .values(status=bindparam("outcome"), order_pk=bindparam("order"), error=bindparam("problem"),
                           processed_at=bindparam("at", type_=ProviderEvent.__table__.c.processed_at.type),
                           processing_attempts=ProviderEvent.__table__.c.processing_attempts + 1))
+_SETTLING_EVENT = (select(ProviderEvent.id)
+                   .where(ProviderEvent.order_pk == bindparam("order_pk"), ProviderEvent.provider == bindparam("provider"),
+                          ProviderEvent.provider_payment_id == bindparam("payment_id"),
+                          ProviderEvent.status.in_(SETTLED))
+                   .limit(1))
 _ORDER_BY_PROVIDER_REF = (select(Order).where(Order.provider == bindparam("provider"),
                                               Order.provider_ref == bindparam("provider_ref"))
                           .with_for_update().execution_options(populate_existing=True))
@@ -206,6 +213,10 @@ def apply(event: EventState, notice: Notice, order: Order | None, settings: Sett
     if notice.action == PAID:
         return _apply_payment(event, notice, order, settings, now)
     if notice.action == REFUNDED:
+        problem = refund_mismatch(notice, order, event.provider)
+        if problem:
+            event.error = problem
+            return CONFLICT
         if not orders.change_status(order, orders.REFUNDED, settings, now):
             return CONFLICT
         fulfilment.reverse(order, event.id, settings, now)
@@ -236,4 +247,21 @@ def payment_mismatch(notice: Notice, order: Order, provider: str) -> str | None:
         return f"amount {notice.amount} does not match the order's {order.amount}"
     if notice.provider_ref and order.provider_ref and notice.provider_ref != order.provider_ref:
         return f"payment {notice.provider_ref} is not the one created for this order ({order.provider_ref})"
+    return None
+
+
+def refund_mismatch(notice: Notice, order: Order, provider: str) -> str | None:
+    """Why this refund must not reverse the order, or None when the refunded payment is one that settled it.
+
+    An order may have been paid twice (the second payment is stored as a conflict, money to give back);
+    refunding that second payment must not take back what the first one bought.
+    """
+    if notice.provider_payment_id is None:
+        return None
+    if provider != order.provider:
+        return f"refunded through {provider}, but the order was created for {order.provider}"
+    settling = db.session.connection().execute(_SETTLING_EVENT, {
+        "order_pk": order.id, "provider": provider, "payment_id": notice.provider_payment_id}).first()
+    if settling is None:
+        return f"the refunded payment {notice.provider_payment_id} did not pay for this order"
     return None

@@ -28,8 +28,6 @@ FORWARD_KIND = "forward.update"
 PAYMENT_UPDATES = ("message", "pre_checkout_query")
 # What a typical bot backend also reads; asked for only when updates are forwarded to it.
 FORWARDED_UPDATES = ("edited_message", "callback_query", "inline_query", "chosen_inline_result", "my_chat_member")
-# Outcomes of a payment event that mean "this charge paid for its order".
-SETTLED = (inbox.PROCESSED, inbox.ASSIGNED)
 
 
 @dataclass(frozen=True)
@@ -118,7 +116,7 @@ def _refund_of_settling_charge(notice: inbox.Notice) -> inbox.Notice:
         select(Order.order_id).join(ProviderEvent, ProviderEvent.order_pk == Order.id).where(
             ProviderEvent.provider == telegram.PROVIDER,
             ProviderEvent.event_key == telegram.charge_key(notice.provider_payment_id),
-            ProviderEvent.status.in_(SETTLED))
+            ProviderEvent.status.in_(inbox.SETTLED))
     ).scalar_one_or_none()
     if settled_order is not None:
         return replace(notice, order_id=settled_order)

@@ -320,3 +320,13 @@ def test_concurrent_duplicate_deliveries_credit_once(app, base_env, bmc_env, tmp
         assert db.session.execute(db.select(db.func.count()).select_from(LedgerEntry)).scalar_one() == 1
         assert db.session.execute(db.select(db.func.count()).select_from(ProviderEvent)).scalar_one() == 1
         assert db.session.execute(db.select(Order.status)).scalar_one() == "paid"
+
+
+def test_refund_of_another_payment_naming_the_order_reverses_nothing(bmc_client, bmc_app):
+    order(bmc_client, telegramId=9, credit=50)
+    assert outcome(bmc_client, event_body(event_id=1)) == "processed"
+    # A refund of some other supporter's payment whose message happens to name the paid order.
+    refund = event_body("donation.refunded", event_id=2, transaction_id="pi_other", refunded="true")
+    assert outcome(bmc_client, refund) == "conflict"
+    assert status(bmc_client, "order-43")["status"] == "paid" and balance(bmc_client, 9) == 50
+    assert events(bmc_app)[-1].error == "the refunded payment pi_other did not pay for this order"

@@ -179,3 +179,20 @@ def test_non_ascii_token_is_401_not_500(tbank_client, tbank):
     create(tbank_client)
     body = tbank.notification(tbank.payment_by_order("order-1")["PaymentId"], Token="токен")
     assert_error(notify(tbank_client, body), 401)
+
+
+def test_refund_of_a_payment_that_did_not_settle_the_order_reverses_nothing(tbank_client, tbank, tbank_app):
+    create(tbank_client, telegramId=7, credit=100)
+    payment_id = tbank.payment_by_order("order-1")["PaymentId"]
+    notify(tbank_client, tbank.notification(payment_id, "CONFIRMED"))
+    # A second payment for the same OrderId, made outside the gateway, refunded by the merchant.
+    foreign = tbank.notification(payment_id, "REFUNDED", PaymentId=int(payment_id) + 1000)
+    assert notify(tbank_client, foreign).get_data() == b"OK"
+    assert status(tbank_client)["status"] == "paid"
+    assert balance(tbank_client, 7) == 100
+    refund = next(event for event in events(tbank_app) if event.event_type == "REFUNDED")
+    assert refund.status == "conflict"
+    assert refund.error == f"the refunded payment {int(payment_id) + 1000} did not pay for this order"
+    notify(tbank_client, tbank.notification(payment_id, "REFUNDED"))
+    assert status(tbank_client)["status"] == "refunded"
+    assert balance(tbank_client, 7) == 0
