@@ -1,0 +1,23 @@
+"""The benchmark's baselines answer and really read and write the database they are given."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from bench import bare_app
+
+
+def test_read_and_write_floors_use_the_database(tmp_path, monkeypatch):
+    path = tmp_path / "bench.db"
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{path}")
+    monkeypatch.setattr(bare_app, "_connections", {})
+    bare_app.create_table()
+    client = bare_app.app.test_client()
+
+    assert client.get("/bare").get_json() == {"success": True}
+    assert client.get("/bare/read").get_json() == {"success": True, "bytes": len(b'{"success": true}')}
+    assert client.post("/bare/write", data=b'{"n": 1}', content_type="application/json").status_code == 200
+
+    stored = sqlite3.connect(path).execute(f"SELECT body FROM {bare_app.TABLE} ORDER BY id").fetchall()
+    assert stored == [(b'{"success": true}',), (b'{"n": 1}',)]
+    assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone() == ("wal",)
