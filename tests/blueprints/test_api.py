@@ -10,7 +10,7 @@ from PIL import Image
 
 from services.providers import nspk
 from tests.conftest import API_TOKEN, AUTH
-from tests.helpers import assert_error, balance, create, status
+from tests.helpers import assert_error, create, status
 
 
 def test_create_sbp_payment_returns_qr_fields(client):

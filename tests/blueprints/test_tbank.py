@@ -9,7 +9,6 @@ import pytest
 from services.db import db
 from services.models import ProviderEvent
 from services.providers import tbank as tbank_provider
-from tests.conftest import AUTH
 from tests.helpers import assert_error, balance, create, status
 
 TERMINAL = PASSWORD = "TinkoffBankTest"

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import signal
-import subprocess
 from datetime import timedelta
 
 from services.db import utcnow
 from tests.conftest import FrozenClock
-from tests.support.worker import attempts, outbox, paid_order, run_worker, wired_env, worker_process
+from tests.support.worker import (PROCESS_TIMEOUT, attempts, outbox, paid_order, run_worker, wait_for_exit, wired_env,
+                                  worker_process)
 
 CHAT = 5551234
-PROCESS_TIMEOUT = 60
 
 
 def test_paid_order_gets_one_message_and_one_merchant_event(make_app, merchant, telegram):
@@ -33,14 +32,6 @@ def test_unknown_provider_is_refused(runner):
     assert result.exit_code == 2 and "paypal" in result.output
 
 
-def wait(process: subprocess.Popen) -> int:
-    try:
-        return process.wait(timeout=PROCESS_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        raise
-
-
 def test_three_worker_processes_deliver_thirty_events_without_duplicates(make_app, base_env, merchant, tmp_path):
     env = {**base_env, **wired_env(merchant), "WORKER_POLL_SECONDS": "0.1"}
     app = make_app(**wired_env(merchant))
@@ -55,7 +46,7 @@ def test_three_worker_processes_deliver_thirty_events_without_duplicates(make_ap
     finally:
         for process in processes:
             process.send_signal(signal.SIGTERM)
-        codes = [wait(p) for p in processes]
+        codes = [wait_for_exit(p) for p in processes]
     assert codes == [0, 0, 0], (tmp_path / "workers.log").read_text()
     deliveries = merchant.deliveries()
     assert len(deliveries) == 30 and all(d.accepted for d in deliveries)
@@ -74,7 +65,7 @@ def test_worker_killed_mid_delivery_loses_nothing(make_app, base_env, merchant, 
                              log_path=tmp_path / "worker.log")
     merchant.wait_for(lambda r: r.path == "/hooks", timeout=PROCESS_TIMEOUT)
     process.send_signal(signal.SIGKILL)
-    assert wait(process) == -signal.SIGKILL
+    assert wait_for_exit(process) == -signal.SIGKILL
     merchant.delay_seconds = 0
     [row] = outbox(app)
     assert (row.status, row.attempts) == ("pending", 1) and row.lease_owner and attempts(app, row.id) == []
@@ -99,7 +90,7 @@ def test_sigterm_finishes_the_delivery_in_hand_then_exits(make_app, base_env, me
     process = worker_process({**base_env, **wired_env(merchant)}, "merchant", log_path=tmp_path / "worker.log")
     merchant.wait_for(lambda r: r.path == "/hooks", timeout=PROCESS_TIMEOUT)
     process.send_signal(signal.SIGTERM)
-    assert wait(process) == 0, (tmp_path / "worker.log").read_text()
+    assert wait_for_exit(process) == 0, (tmp_path / "worker.log").read_text()
     rows = outbox(app, "merchant")
     assert [r.status for r in rows] == ["delivered", "pending", "pending"]
     assert [(r.attempts, r.lease_owner) for r in rows[1:]] == [(0, None), (0, None)]

@@ -3,25 +3,15 @@
 from __future__ import annotations
 
 import signal
-import subprocess
 import time
 
 from prometheus_client.mmap_dict import MmapedDict, mmap_key
 
 from tests.helpers import scrape
 from tests.support.live import LiveServer
-from tests.support.worker import paid_order, wired_env, worker_process
+from tests.support.worker import PROCESS_TIMEOUT, paid_order, wait_for_exit, wired_env, worker_process
 
-PROCESS_TIMEOUT = 60
 DELIVERED = ("delivery_attempts_total", (("channel", "merchant"), ("outcome", "delivered")))
-
-
-def wait(process: subprocess.Popen) -> int:
-    try:
-        return process.wait(timeout=PROCESS_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        raise
 
 
 def metrics_env(base_env, merchant, directory) -> dict[str, str]:
@@ -37,7 +27,7 @@ def test_worker_process_deliveries_are_counted_on_the_apps_metrics(make_app, bas
     paid_order(app.test_client())
     worker = worker_process(metrics_env(base_env, merchant, directory), "merchant", once=True,
                             log_path=tmp_path / "worker.log")
-    assert wait(worker) == 0, (tmp_path / "worker.log").read_text()
+    assert wait_for_exit(worker) == 0, (tmp_path / "worker.log").read_text()
     assert len(merchant.accepted()) == 1
     assert (directory / f"counter_{worker.pid}.db").exists()
     # The scrape path a gunicorn worker takes when the variable is set.
@@ -81,7 +71,7 @@ def test_worker_counters_survive_restarts_of_gunicorn_and_of_the_worker(make_app
             assert scrape(live.url)[DELIVERED] == 1
             assert (directory / f"counter_{worker.pid}.db").exists() and gauge.exists()
             worker.send_signal(signal.SIGTERM)
-            assert wait(worker) == 0, (tmp_path / "worker.log").read_text()
+            assert wait_for_exit(worker) == 0, (tmp_path / "worker.log").read_text()
             # Stopped: its live gauge goes with it, its counters stay.
             assert not gauge.exists()
             assert scrape(live.url)[DELIVERED] == 1
@@ -91,7 +81,7 @@ def test_worker_counters_survive_restarts_of_gunicorn_and_of_the_worker(make_app
 
     paid_order(client, "order-2")
     again = worker_process(env, "merchant", once=True, log_path=tmp_path / "worker.log")
-    assert wait(again) == 0, (tmp_path / "worker.log").read_text()
+    assert wait_for_exit(again) == 0, (tmp_path / "worker.log").read_text()
     # A new gunicorn folds the files of both finished workers (and of its predecessor) without losing a count.
     with LiveServer(env, workers=1, log_path=tmp_path / "gunicorn-2.log") as live:
         assert scrape(live.url)[DELIVERED] == 2

@@ -5,8 +5,6 @@ from __future__ import annotations
 from datetime import timedelta
 from decimal import Decimal
 
-import pytest
-
 from services import inbox, panel
 from services.db import db, transaction
 from services.models import Purchase

@@ -11,6 +11,9 @@ from services.models import DeliveryAttempt, OutboxMessage
 from tests.conftest import AUTH, FrozenClock
 from tests.support.live import BIN, ROOT
 
+# How long a worker process may take to finish or to make its deliveries.
+PROCESS_TIMEOUT = 60
+
 
 def wired_env(merchant=None, telegram=None) -> dict[str, str]:
     """Settings pointing merchant webhooks and the bot at the fakes given."""
@@ -70,3 +73,12 @@ def worker_process(env: dict[str, str], provider: str, once: bool = False, log_p
     finally:
         if log_path:
             log.close()
+
+
+def wait_for_exit(process: subprocess.Popen) -> int:
+    """The process's exit code; killed (and the test failed) if it runs past PROCESS_TIMEOUT."""
+    try:
+        return process.wait(timeout=PROCESS_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise
