@@ -164,6 +164,11 @@ def _record_outcome(event: EventState, status: str, order: Order | None, process
     db.session.connection().execute(_EVENT_OUTCOME, {
         "event_id": event.id, "outcome": status, "order": order.id if order is not None else None,
         "problem": event.error, "at": processed_at})
+    # A caller may hold the event as an ORM object (admin replay does): reload it on next access rather
+    # than let it show the state from before this write.
+    loaded = db.session.identity_map.get(db.session.identity_key(ProviderEvent, event.id))
+    if loaded is not None:
+        db.session.expire(loaded)
 
 
 def _store_failed(delivery: Delivery, notice: Notice, error: str, now: datetime) -> int:

@@ -130,3 +130,13 @@ def test_status_change_of_an_order_not_yet_stored_is_refused(ctx, clock):
         orders.change_status(order, orders.PAID, ctx.config["SETTINGS"], clock.now)
     db.session.rollback()
     assert count(OutboxMessage) == 0
+
+
+def test_an_event_the_caller_holds_shows_the_outcome_of_its_reprocessing(ctx, client, clock):
+    create(client, telegramId=1, credit=10)
+    with mock.patch("services.fulfilment.ledger.post", side_effect=RuntimeError("ledger bug")):
+        failed = ingest(ctx, paid("a"), clock)
+    held = db.session.get(ProviderEvent, failed.event_id)
+    assert (held.status, held.processing_attempts) == ("failed", 1)
+    assert ingest(ctx, paid("a"), clock).outcome == "processed"
+    assert (held.status, held.processing_attempts, held.error) == ("processed", 2, None)
