@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-
 from typing import Any
 
 from sqlalchemy import bindparam, select, update
@@ -90,7 +89,7 @@ def change_status(order: Order, new_status: str, settings: Settings, now: dateti
         return False
     changes = {"status": new_status, "updated_at": now, "paid_at": now if new_status == PAID else order.paid_at}
     # A Core UPDATE, then the loaded object told what the row now holds: a unit-of-work flush
-    # for these three columns cost more than everything else in a webhook's transaction.
+    # of these three columns was one of the largest costs of a webhook (bench/README.md).
     parameters = {"order_pk": order.id, **{f"new_{key}": value for key, value in changes.items()}}
     if db.session.connection().execute(_STATUS_CHANGE, parameters).rowcount != 1:
         raise RuntimeError(f"order {order.order_id!r} is not stored yet; flush it before changing its status")
