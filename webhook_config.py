@@ -26,6 +26,7 @@ class Settings:
     app_env: str = "development"
     secret_key: str = field(default="", repr=False)
     database_url: str = field(default="", repr=False)
+    database_pool_size: int = 6
     api_tokens: tuple[str, ...] = field(default=(), repr=False)
     admin_keys: tuple[str, ...] = field(default=(), repr=False)
     server_url: str = "http://127.0.0.1:8080"
@@ -158,6 +159,13 @@ def _json_object(env: Mapping[str, str], name: str, default: dict) -> dict:
     return value
 
 
+def _connections_in_use(env: Mapping[str, str]) -> int:
+    """Connections one process may hold at once: a request per gunicorn thread, the bulk panel refresh's
+    parallel calls, and a read outside the request's session (GET /api/status)."""
+    threads = _int(env, "GUNICORN_THREADS", 1, minimum=1)
+    return threads + _int(env, "PANEL_REFRESH_CONCURRENCY", 4, minimum=1) + 1
+
+
 def default_database_url(instance_path: Path) -> str:
     return f"sqlite:///{instance_path / 'webhook.db'}"
 
@@ -169,6 +177,7 @@ def load_settings(environ: Mapping[str, str], instance_path: Path) -> Settings:
         app_env=_choice(env, "APP_ENV", "development", ("development", "production", "testing")),
         secret_key=_text(env, "SECRET_KEY"),
         database_url=_text(env, "DATABASE_URL") or default_database_url(instance_path),
+        database_pool_size=_int(env, "DATABASE_POOL_SIZE", _connections_in_use(env), minimum=1),
         api_tokens=_list(env, "WEBHOOK_API_TOKEN"),
         admin_keys=_list(env, "ADMIN_API_KEY"),
         server_url=_url(env, "SERVER_URL", "http://127.0.0.1:8080").rstrip("/"),

@@ -93,14 +93,14 @@ class UTCDateTime(TypeDecorator):
         return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
 
 
-def engine_options(database_url: str) -> dict[str, Any]:
+def engine_options(database_url: str, pool_size: int) -> dict[str, Any]:
     """Engine settings per backend: survive database restarts, wait briefly for SQLite locks."""
     # JSON columns hold exact decimals (amounts in metadata and event payloads), never floats.
     json_options = {"json_serializer": functools.partial(simplejson.dumps, use_decimal=True),
                     "json_deserializer": functools.partial(simplejson.loads, use_decimal=True)}
     if database_url.startswith("sqlite"):
         return {**json_options, "connect_args": {"timeout": 30, "check_same_thread": False}}
-    return {**json_options, "pool_pre_ping": True, "pool_size": 5, "max_overflow": 5,
+    return {**json_options, "pool_pre_ping": True, "pool_size": pool_size, "max_overflow": 5,
             "connect_args": {"connect_timeout": 5}}
 
 

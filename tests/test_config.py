@@ -23,6 +23,15 @@ def test_defaults_follow_the_spec():
     assert settings.api_tokens == () and settings.server_url == "http://127.0.0.1:8080"
 
 
+@pytest.mark.parametrize("env, size", [
+    ({}, 6),  # one request at a time, 4 parallel panel calls, one read outside the session
+    ({"GUNICORN_THREADS": "8", "PANEL_REFRESH_CONCURRENCY": "2"}, 11),
+    ({"GUNICORN_THREADS": "8", "DATABASE_POOL_SIZE": "3"}, 3),
+])
+def test_database_pool_holds_every_connection_a_process_may_use_at_once(env, size):
+    assert load_settings(env, INSTANCE).database_pool_size == size
+
+
 def test_tokens_are_comma_separated_for_rotation():
     assert load_settings({"WEBHOOK_API_TOKEN": " a , b,"}, INSTANCE).api_tokens == ("a", "b")
 
@@ -38,6 +47,8 @@ def test_tokens_are_comma_separated_for_rotation():
     ({"MERCHANT_WEBHOOK_URL": "https://m.example", "MERCHANT_WEBHOOK_SECRET": "plain"}, "MERCHANT_WEBHOOK_SECRET"),
     ({"PANEL_TYPE": "marzban"}, "MARZBAN_URL"),
     ({"TELEGRAM_WEBHOOK_SECRET": "has space"}, "TELEGRAM_WEBHOOK_SECRET"),
+    ({"DATABASE_POOL_SIZE": "0"}, "DATABASE_POOL_SIZE"),
+    ({"GUNICORN_THREADS": "many"}, "GUNICORN_THREADS"),
     ({"APP_ENV": "production", "SECRET_KEY": STRONG, "WEBHOOK_API_TOKEN": f"{STRONG},short"}, "WEBHOOK_API_TOKEN"),
     ({"APP_ENV": "production"}, "SECRET_KEY"),
 ])

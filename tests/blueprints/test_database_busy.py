@@ -16,8 +16,8 @@ from tests.helpers import assert_error, create, status
 def tiny_pool_app(make_app, tbank, monkeypatch):
     """One pooled connection, and a request waits only 0.1 s for it."""
     original = webhook_app.engine_options
-    monkeypatch.setattr(webhook_app, "engine_options", lambda url: {
-        **original(url), "pool_size": 1, "max_overflow": 0, "pool_timeout": 0.1})
+    monkeypatch.setattr(webhook_app, "engine_options", lambda url, pool_size: {
+        **original(url, pool_size), "pool_size": 1, "max_overflow": 0, "pool_timeout": 0.1})
     return make_app(SBP_GATEWAY="tbank", TBANK_TERMINAL_KEY=tbank.terminal_key, TBANK_PASSWORD=tbank.password,
                     TBANK_API_URL=tbank.api_url)
 
