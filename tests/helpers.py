@@ -8,6 +8,8 @@ from typing import Any
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from services.db import db
+from services.models import LedgerEntry, Order, ProviderEvent
 from tests.conftest import AUTH
 
 
@@ -42,6 +44,14 @@ def post_concurrently(url: str, body: bytes, headers: dict[str, str], count: int
     """The same signed delivery sent `count` times at once, as a provider's retries may arrive."""
     with ThreadPoolExecutor(max_workers=count) as pool:
         return list(pool.map(lambda _: requests.post(url, data=body, headers=headers, timeout=30), range(count)))
+
+
+def assert_settled_once(app) -> None:
+    """What any number of copies of one payment leave behind: one stored event, one ledger entry, the order paid."""
+    with app.app_context():
+        assert db.session.execute(db.select(db.func.count()).select_from(LedgerEntry)).scalar_one() == 1
+        assert db.session.execute(db.select(db.func.count()).select_from(ProviderEvent)).scalar_one() == 1
+        assert db.session.execute(db.select(Order.status)).scalar_one() == "paid"
 
 
 def assert_processed_once(responses: list) -> None:

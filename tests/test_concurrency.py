@@ -8,8 +8,9 @@ import pytest
 import requests
 
 from services.db import db
-from services.models import LedgerEntry, Order, ProviderEvent
+from services.models import Order
 from tests.conftest import AUTH
+from tests.helpers import assert_settled_once
 
 PARALLEL = 20
 
@@ -48,9 +49,7 @@ def test_concurrent_duplicate_payments_credit_once(live, app):
     assert sorted(r.json()["outcome"] for r in responses) == ["duplicate"] * (PARALLEL - 1) + ["processed"]
     balance = requests.get(f"{live.url}/api/balance/77", headers=AUTH, timeout=10).json()["balance"]
     assert balance == 500
-    with app.app_context():
-        assert db.session.execute(db.select(db.func.count()).select_from(LedgerEntry)).scalar_one() == 1
-        assert db.session.execute(db.select(db.func.count()).select_from(ProviderEvent)).scalar_one() == 1
+    assert_settled_once(app)
 
 
 def test_concurrent_duplicate_tbank_notifications_credit_once(app, base_env, tbank, tmp_path):

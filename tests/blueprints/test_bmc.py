@@ -10,10 +10,11 @@ import pytest
 import requests
 
 from services.db import db
-from services.models import LedgerEntry, Order, ProviderEvent
+from services.models import Order, ProviderEvent
 from services.providers import bmc
 from tests.conftest import AUTH
-from tests.helpers import assert_error, assert_processed_once, balance, create, post_concurrently, status
+from tests.helpers import (assert_error, assert_processed_once, assert_settled_once, balance, create, post_concurrently,
+                           status)
 from tests.services.test_bmc_parsing import LEGACY_BODY, SECRET, VECTOR_BODY, VECTOR_SIGNATURE
 
 URL = "/bmc-webhook"
@@ -316,10 +317,7 @@ def test_concurrent_duplicate_deliveries_credit_once(app, base_env, bmc_env, tmp
         headers = {"Content-Type": "application/json", "X-Signature-Sha256": bmc.signature(body, SECRET)}
         assert_processed_once(post_concurrently(f"{live.url}{URL}", body, headers, PARALLEL))
         assert requests.get(f"{live.url}/api/balance/77", headers=AUTH, timeout=10).json()["balance"] == 500
-    with app.app_context():
-        assert db.session.execute(db.select(db.func.count()).select_from(LedgerEntry)).scalar_one() == 1
-        assert db.session.execute(db.select(db.func.count()).select_from(ProviderEvent)).scalar_one() == 1
-        assert db.session.execute(db.select(Order.status)).scalar_one() == "paid"
+    assert_settled_once(app)
 
 
 def test_refund_of_another_payment_naming_the_order_reverses_nothing(bmc_client, bmc_app):

@@ -12,12 +12,13 @@ import requests
 
 from services import cryptobot as cryptobot_service
 from services.db import db
-from services.models import LedgerEntry, Order, ProviderEvent
+from services.models import ProviderEvent
 from services.providers.base import PaymentDraft
 from services.providers.cryptobot import CryptoBotProvider, CryptoPayClient
 from tests.conftest import AUTH
 from tests.fakes import crypto_pay_signature
-from tests.helpers import assert_error, assert_processed_once, balance, create, post_concurrently, status
+from tests.helpers import (assert_error, assert_processed_once, assert_settled_once, balance, create, post_concurrently,
+                           status)
 from tests.services.test_cryptobot_signature import TOKEN, VECTOR_BODY, VECTOR_SIGNATURE
 from webhook_config import Settings
 
@@ -319,7 +320,4 @@ def test_concurrent_duplicate_deliveries_credit_once(app, base_env, cryptopay, t
         headers = {"Content-Type": "application/json", "crypto-pay-api-signature": cryptopay.sign(body)}
         assert_processed_once(post_concurrently(f"{live.url}{URL}", body, headers, PARALLEL))
         assert requests.get(f"{live.url}/api/balance/77", headers=AUTH, timeout=10).json()["balance"] == 500
-    with app.app_context():
-        assert db.session.execute(db.select(db.func.count()).select_from(LedgerEntry)).scalar_one() == 1
-        assert db.session.execute(db.select(db.func.count()).select_from(ProviderEvent)).scalar_one() == 1
-        assert db.session.execute(db.select(Order.status)).scalar_one() == "paid"
+    assert_settled_once(app)
