@@ -36,3 +36,4 @@ def test_writes_are_503_json_when_database_is_down(down_client):
     response = down_client.post("/api/payment", json={"amount": 1, "orderId": "o-1"}, headers=AUTH)
     assert_error(response, 503, "database_unavailable")
     assert_error(down_client.get("/api/status/o-1", headers=AUTH), 503, "database_unavailable")
+    assert_error(down_client.get("/api/balance/42", headers=AUTH), 503, "database_unavailable")
