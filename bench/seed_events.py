@@ -33,7 +33,7 @@ from sqlalchemy.engine import make_url  # noqa: E402
 
 from services.db import db  # noqa: E402
 from services.models import LedgerEntry, Order, ProviderEvent  # noqa: E402
-from services.providers import tbank  # noqa: E402
+from services.providers.sbp import protocol as tbank  # noqa: E402
 from webhook_app import create_app  # noqa: E402
 
 AMOUNT = Decimal("100.00")

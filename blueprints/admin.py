@@ -5,7 +5,8 @@ from __future__ import annotations
 from flask import Blueprint, request
 
 from blueprints.http import load_body, note_order, now, require_bearer, settings
-from services import admin, audit, panel
+from services import admin, audit
+from services.panels import sync as panel
 from services.admin_schemas import (AssignRequestSchema, AssignResultSchema, PurchaseSchema, RefreshResultSchema,
                                     RefreshSummarySchema, ReplayResultSchema)
 

@@ -6,8 +6,8 @@ from flask import Blueprint, request
 
 from blueprints.http import note_order, now, parse_json, settings
 from blueprints.webhooks import acknowledgement, delivery
-from services import bmc
-from services.providers.bmc import EVENT_HEADER, PROVIDER, SIGNATURE_HEADER
+from services.providers.bmc import inbound as bmc
+from services.providers.bmc.protocol import EVENT_HEADER, PROVIDER, SIGNATURE_HEADER
 
 bp = Blueprint("bmc", __name__)
 

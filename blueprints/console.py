@@ -17,7 +17,8 @@ from flask_wtf.csrf import generate_csrf, validate_csrf
 from wtforms.validators import ValidationError
 
 from blueprints.http import now, settings
-from services import admin, audit, panel, timeline, users
+from services import admin, audit, timeline, users
+from services.panels import sync as panel
 from services.errors import GatewayError
 from services.money import normalized
 

@@ -6,8 +6,8 @@ from flask import Blueprint, request
 
 from blueprints.http import note_order, now, parse_json, settings
 from blueprints.webhooks import acknowledgement, delivery
-from services import cryptobot
-from services.providers.cryptobot import PROVIDER, SIGNATURE_HEADER
+from services.providers.cryptobot import inbound as cryptobot
+from services.providers.cryptobot.protocol import PROVIDER, SIGNATURE_HEADER
 
 bp = Blueprint("cryptobot", __name__)
 

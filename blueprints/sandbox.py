@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, request
 
 from blueprints.http import note_order, now, require_bearer, settings
-from services import sbp
+from services.providers.sbp import inbound as sbp
 from services.errors import NotFound
 from services.orders import get_order
 from services.schemas import SandboxPaidSchema

@@ -14,7 +14,7 @@ from flask.cli import AppGroup
 from services.db import transaction, utcnow
 from services.errors import GatewayError
 from services.orders import find_order
-from services.samples import PROVIDERS, SampleOrder, SampleRequest, sample_request
+from services.samples import SampleOrder, SampleRequest, sample_names, sample_request
 
 group = AppGroup("webhooks", help="Sample provider webhooks for local testing.")
 
@@ -41,7 +41,7 @@ def _curl(url: str, sample: SampleRequest) -> str:
 
 
 @group.command("sample")
-@click.option("--provider", type=click.Choice(PROVIDERS), required=True)
+@click.option("--provider", type=click.Choice(sample_names()), required=True)
 @click.option("--order", "order_id", required=True, help="orderId the payment settles.")
 @click.option("--amount", help="Amount, when the order is not in this database.")
 @click.option("--currency", help="Currency, when the order is not in this database.")

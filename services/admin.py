@@ -6,27 +6,26 @@ Each action is audited in the same transaction as the change it makes, and is sa
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
-from typing import Any, Callable
+from typing import Any
 
 from sqlalchemy import func, or_, select, update
 
-from services import audit, cryptobot, fulfilment, inbox, orders, outbox, telegram
+from services import audit, events, orders, outbox, settle
 from services.db import db, transaction
 from services.errors import GatewayError, NotFound
 from services.models import Order, OutboxMessage, ProviderEvent
-from services.providers import bmc, tbank
-from services.worker.runtime import DEAD, PENDING
+from services.notices import ASSIGNED, CONFLICT, ERROR, MISMATCH, PAID, UNMATCHED, Delivery, Notice
+from services.outbox import DEAD, PENDING
+from services.providers import registry
 from webhook_config import Settings
 
 logger = logging.getLogger(__name__)
 
-ASSIGNABLE = frozenset({inbox.UNMATCHED, inbox.MISMATCH, inbox.CONFLICT})
+ASSIGNABLE = frozenset({UNMATCHED, MISMATCH, CONFLICT})
 
 
 class ActionConflict(GatewayError):
@@ -36,57 +35,14 @@ class ActionConflict(GatewayError):
     code = "conflict"
 
 
-def _stored_json(event: ProviderEvent) -> Any:
-    """The stored body parsed as the webhook parsed it: numbers with a fraction as exact Decimals."""
-    return json.loads(event.body, parse_float=Decimal)
-
-
-def _sbp_notice(event: ProviderEvent, settings: Settings) -> inbox.Notice:
-    payload = _stored_json(event)
-    if event.verification != "sandbox":
-        return tbank.notice_from_notification(payload)
-    return inbox.Notice(event_key=event.event_key, event_type=event.event_type,
-                        action=tbank.STATUS_ACTIONS.get(event.event_type, inbox.IGNORE),
-                        provider_ref=payload.get("qrcId"), amount=event.amount, currency=event.currency,
-                        provider_payment_id=event.provider_payment_id)
-
-
-def _bmc_notice(event: ProviderEvent, settings: Settings) -> inbox.Notice:
-    return bmc.notice_from_event(_stored_json(event), event.body, settings.bmc_currency)
-
-
-# The readers below parse a body that was authenticated when it was received and check no signature
-# again: the token or secret may have been rotated since, and the stored headers keep no Telegram secret.
-
-def _cryptobot_notice(event: ProviderEvent, settings: Settings) -> inbox.Notice:
-    return cryptobot.notice_from_body(_stored_json(event), event.verification)
-
-
-def _telegram_notice(event: ProviderEvent, settings: Settings) -> inbox.Notice | None:
-    # Only payments and refunds: a pre-checkout query was answered in its webhook response, and its
-    # stored event (ignored) is a note for support, not something to re-process.
-    return telegram.payment_event(_stored_json(event))
-
-
-# How to read a stored event's raw body back into a Notice, per provider: replay needs the event's
-# meaning, which only the provider's parser knows. A provider missing here cannot be replayed, and its
-# events are assignable only when they carry an amount and currency. A reader answers None for an event
-# it does not replay.
-NOTICE_READERS: dict[str, Callable[[ProviderEvent, Settings], inbox.Notice | None]] = {
-    "sbp": _sbp_notice,
-    "bmc": _bmc_notice,
-    "cryptobot": _cryptobot_notice,
-    "telegram": _telegram_notice,
-}
-
-
-def read_notice(event: ProviderEvent, settings: Settings) -> inbox.Notice | None:
+def read_notice(event: ProviderEvent, settings: Settings) -> Notice | None:
     """The stored event as a Notice with its stored identity and order, or None when it cannot be read back."""
-    reader = NOTICE_READERS.get(event.provider)
-    if reader is None:
+    if event.provider not in registry.NAMES:
         return None
     try:
-        notice = reader(event, settings)
+        # The body was authenticated when it was received; no signature is checked again (the token or
+        # secret may have been rotated since, and the stored headers keep no Telegram secret).
+        notice = registry.plugin(event.provider).read_stored(event, settings)
     except (GatewayError, ValueError, KeyError, TypeError) as exc:
         logger.warning("a stored event could not be read back: %s", type(exc).__name__, extra={"event_id": event.id})
         return None
@@ -113,7 +69,7 @@ def replay_order(order_id: str, actor: str, settings: Settings, now: datetime) -
     with transaction():
         order = orders.get_order(order_id)
         failed = list(db.session.execute(
-            select(ProviderEvent).where(_of_order(order), ProviderEvent.status == inbox.ERROR)
+            select(ProviderEvent).where(_of_order(order), ProviderEvent.status == ERROR)
             .order_by(ProviderEvent.id)
         ).scalars())
     result = ReplayResult(order_id=order.order_id, status=order.status)
@@ -138,20 +94,19 @@ def _reprocess(event: ProviderEvent, settings: Settings, now: datetime) -> str:
     notice = read_notice(event, settings)
     if notice is None:
         return f"skipped: no way to read back a {event.provider} {event.event_type} event"
-    delivery = inbox.Delivery(provider=event.provider, body=event.body, headers=event.headers,
+    delivery = Delivery(provider=event.provider, body=event.body, headers=event.headers,
                               remote_addr=event.remote_addr, verification=event.verification)
-    return inbox.ingest(delivery, notice, settings, now).outcome
+    return events.ingest(delivery, notice, settings, now).outcome
 
 
 def _refulfil(order: Order, settings: Settings, now: datetime) -> None:
     orders.announce(order, settings, now)
     if order.status == orders.PAID:
-        fulfilment.grant(order, None, settings, now)
-        if order.purchase_id and settings.panel_type:
-            outbox.enqueue(outbox.PANEL, "panel.sync", f"panel:{order.order_id}:sync",
-                           {"purchase_id": order.purchase_id, "notify": True}, now, order)
+        settle.grant(order, None, settings, now)
+        if order.purchase_id:
+            outbox.enqueue_panel_sync(order, order.purchase_id, "sync", settings, now, notify=True)
     elif order.status == orders.REFUNDED:
-        fulfilment.reverse(order, None, settings, now)
+        settle.reverse(order, None, settings, now)
 
 
 def _outbox_count(order: Order) -> int:
@@ -181,7 +136,7 @@ def assign_event(event_id: int, order_id: str, force: bool, actor: str, settings
         order = orders.find_order(order_id, lock=True)
         if order is None:
             raise NotFound(f"No order with orderId {order_id!r}.")
-        if event.status == inbox.ASSIGNED:
+        if event.status == ASSIGNED:
             if event.order_pk == order.id:
                 return AssignResult(event.id, order.order_id, "already_assigned", order.status)
             raise ActionConflict(f"Event {event_id} is already assigned to another order.")
@@ -192,8 +147,8 @@ def assign_event(event_id: int, order_id: str, force: bool, actor: str, settings
         if not orders.change_status(order, orders.PAID, settings, now):
             raise ActionConflict(f"Order {order_id} is {order.status}; only a pending or expired order "
                                  "can be settled by a payment.")
-        fulfilment.grant(order, event.id, settings, now)
-        event.status, event.order_pk, event.processed_at = inbox.ASSIGNED, order.id, now
+        settle.grant(order, event.id, settings, now)
+        event.status, event.order_pk, event.processed_at = ASSIGNED, order.id, now
         audit.record(actor, "event.assign", f"event:{event.id}", now, orderId=order.order_id, forced=problem)
         logger.info("payment assigned to an order", extra={"event_id": event.id, "order_id": order.order_id})
         return AssignResult(event.id, order.order_id, "assigned", order.status, problem)
@@ -204,14 +159,14 @@ def _assignment_problem(event: ProviderEvent, order: Order, settings: Settings) 
         raise ActionConflict(f"Event {event.id} is {event.status}; only unmatched, mismatched or conflicting "
                              "payments can be assigned.")
     notice = read_notice(event, settings)
-    is_payment = notice.action == inbox.PAID if notice is not None else (
+    is_payment = notice.action == PAID if notice is not None else (
         event.amount is not None and bool(event.currency))
     if not is_payment:
         raise ActionConflict(f"Event {event.id} ({event.event_type}) is not a payment.")
     # The payment was made for something else, so its provider reference is not the order's: only money counts.
-    claim = inbox.Notice(event_key=event.event_key, event_type=event.event_type, action=inbox.PAID,
+    claim = Notice(event_key=event.event_key, event_type=event.event_type, action=PAID,
                          amount=event.amount, currency=event.currency)
-    return inbox.payment_mismatch(claim, order, event.provider)
+    return settle.payment_mismatch(claim, order, event.provider)
 
 
 def resend_notification(outbox_id: int, actor: str, now: datetime) -> int:
@@ -220,10 +175,10 @@ def resend_notification(outbox_id: int, actor: str, now: datetime) -> int:
         row = db.session.get(OutboxMessage, outbox_id)
         if row is None:
             raise NotFound(f"No outbox message with id {outbox_id}.")
-        if row.channel != outbox.TELEGRAM or not row.kind.startswith("notify."):
+        if row.channel != outbox.buyer_channel() or not row.kind.startswith("notify."):
             raise ActionConflict("Only buyer notifications can be resent; replay a dead delivery instead.")
         order = db.session.get(Order, row.order_pk) if row.order_pk is not None else None
-        new_id = outbox.enqueue(outbox.TELEGRAM, row.kind, f"resend:{row.id}:{uuid.uuid4().hex}",
+        new_id = outbox.enqueue(row.channel, row.kind, f"resend:{row.id}:{uuid.uuid4().hex}",
                                 dict(row.payload), now, order)
         audit.record(actor, "outbox.resend", f"outbox:{row.id}", now, newOutboxId=new_id)
     return new_id

@@ -32,7 +32,6 @@ logger = logging.getLogger(__name__)
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 UNMATCHED_ROUTE = "unmatched"
 BAD_SIGNATURE = "bad_signature"
-OUTBOX_CHANNELS = (outbox.MERCHANT, outbox.TELEGRAM, outbox.PANEL)
 OUTBOX_WAITING = "pending"
 
 HTTP_REQUESTS = Counter("http_requests_total", "HTTP requests answered, by route template, method and status.",
@@ -151,7 +150,7 @@ class OutboxCollector:
         oldest = GaugeMetricFamily("outbox_oldest_due_seconds",
                                    "How long the oldest due, undelivered message has been due, by channel.",
                                    labels=["channel"])
-        for channel in sorted({*OUTBOX_CHANNELS, *rows}):
+        for channel in sorted({*outbox.CORE_CHANNELS, outbox.buyer_channel(), *rows}):
             count, first_due = rows.get(channel, (0, None))
             depth.add_metric([channel], count)
             overdue = (self.now - first_due).total_seconds() if first_due is not None else 0.0

@@ -1,8 +1,10 @@
-"""The order state machine: the one place that changes an order's status and announces it."""
+"""The order state machine: the one place that changes an order's status and announces it; and the pending
+orders a worker looks at (overdue for reconciliation, past their deadline for expiry)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+import logging
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, select, update
@@ -10,11 +12,17 @@ from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from services import notifications, outbox
-from services.db import db, reading
+from services.db import db, reading, transaction
 from services.errors import NotFound
 from services.models import Order, Purchase
 from services.schemas import OrderStatusSchema
 from webhook_config import Settings
+
+logger = logging.getLogger(__name__)
+
+# Orders looked at per worker turn; the rest wait for the next turn, oldest first.
+MAX_ORDERS_PER_TURN = 1000
+EXPIRY_BATCH = 200
 
 PENDING, PAID, EXPIRED, CANCELLED, REFUNDED, FAILED = "pending", "paid", "expired", "cancelled", "refunded", "failed"
 
@@ -107,6 +115,40 @@ def announce(order: Order, settings: Settings, now: datetime) -> None:
                  "data": _STATUS_SCHEMA.dump(order)}
         outbox.enqueue(outbox.MERCHANT, f"order.{status}", f"merchant:{order.order_id}:{status}", event, now, order)
     render = notifications.STATUS_TEXTS.get(status)
-    if render and order.telegram_id and settings.telegram_bot_token:
-        message = {"chat_id": order.telegram_id, "text": render(order, settings.credit_unit)}
-        outbox.enqueue(outbox.TELEGRAM, f"notify.{status}", f"telegram:{order.order_id}:{status}", message, now, order)
+    if render and order.telegram_id:
+        outbox.enqueue_buyer_message(order.telegram_id, render(order, settings.credit_unit), f"notify.{status}",
+                                     f"{outbox.buyer_channel()}:{order.order_id}:{status}", settings, now, order)
+
+
+def overdue_pending(provider: str, settings: Settings, now: datetime) -> list[tuple[str, str]]:
+    """(orderId, provider_ref) of this provider's pending orders older than RECONCILE_AFTER_SECONDS."""
+    cutoff = now - timedelta(seconds=settings.reconcile_after_seconds)
+    with transaction():
+        rows = db.session.execute(
+            select(Order.order_id, Order.provider_ref)
+            .where(Order.provider == provider, Order.status == PENDING,
+                   Order.provider_ref.is_not(None), Order.created_at <= cutoff)
+            .order_by(Order.created_at).limit(MAX_ORDERS_PER_TURN)
+        ).all()
+    return [(order_id, ref) for order_id, ref in rows]
+
+
+def expire_orders(provider: str, settings: Settings, now: datetime) -> int:
+    """Move this provider's pending orders past expires_at to expired (announcing order.expired)."""
+    with transaction():
+        due = db.session.execute(
+            select(Order.order_id)
+            .where(Order.provider == provider, Order.status == PENDING, Order.expires_at <= now)
+            .order_by(Order.expires_at).limit(EXPIRY_BATCH)
+        ).scalars().all()
+    expired = 0
+    for order_id in due:
+        with transaction():
+            order = find_order(order_id, lock=True)
+            # Re-checked under the lock: a payment may have landed since the list was read.
+            changed = (order is not None and order.status == PENDING and order.expires_at <= now
+                       and change_status(order, EXPIRED, settings, now))
+        if changed:
+            expired += 1
+            logger.info("order expired unpaid", extra={"provider": provider, "order_id": order_id})
+    return expired

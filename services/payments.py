@@ -15,7 +15,7 @@ from services.models import Order
 from services.money import check_amount
 from services.orders import PENDING, find_order
 from services.providers.base import CreatedPayment, PaymentDraft, PaymentProvider
-from services.providers.registry import payment_provider
+from services.providers import registry
 from webhook_config import Settings
 
 logger = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ MAX_WAIT_SECONDS = 20
 def create_payment(request: dict[str, Any], settings: Settings, now: datetime,
                    sleep: Callable[[float], None] = time.sleep) -> tuple[Order, bool]:
     """Create the order and its provider payment; a repeat returns the same order. Returns (order, created)."""
-    provider = payment_provider(request["provider"], settings)
+    provider = registry.payment_provider(request["provider"], settings)
     currency = (request.get("currency") or provider.default_currency()).upper()
     _check_terms(provider, request["amount"], currency)
     values = _order_values(request, currency, settings, now)

@@ -9,10 +9,11 @@ from decimal import Decimal
 from marshmallow import Schema, ValidationError, fields, post_dump, validate, validates_schema
 
 from services.money import check_amount, normalized
+from services.providers import registry
 
 # `$(?!\n)`: Python's `$` also matches before a trailing newline, which must not pass.
 ORDER_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$(?!\n)"
-PROVIDERS = ("sbp", "cryptobot", "telegram", "bmc")
+PROVIDERS = registry.NAMES
 ORDER_STATUSES = ("pending", "paid", "expired", "cancelled", "refunded", "failed")
 MAX_METADATA_BYTES = 4096
 MAX_TELEGRAM_ID = 2**53
@@ -58,7 +59,7 @@ class PaymentRequestSchema(Schema):
     amount = Amount(required=True)
     order_id = fields.String(required=True, data_key="orderId", validate=validate.Regexp(
         ORDER_ID_PATTERN, error="must be 1-64 characters of A-Z, a-z, 0-9, '_', '.', ':' and '-'"))
-    provider = fields.String(load_default="sbp", validate=validate.OneOf(PROVIDERS))
+    provider = fields.String(load_default=registry.DEFAULT, validate=validate.OneOf(PROVIDERS))
     currency = fields.String(load_default=None, validate=validate.Regexp(r"^[A-Za-z]{2,10}$(?!\n)"))
     description = fields.String(load_default=None, validate=validate.Length(1, 1024))
     telegram_id = StrictInteger(load_default=None, data_key="telegramId", validate=validate.Range(1, MAX_TELEGRAM_ID))

@@ -7,15 +7,20 @@ from typing import Any
 
 from sqlalchemy import func, or_, select
 
-from services import audit, inbox
+from services import audit, outbox
 from services.db import db, transaction
 from services.models import DeliveryAttempt, Fulfilment, Order, OutboxMessage, ProviderEvent, Purchase
 from services.money import normalized
+from services.notices import NEEDS_REVIEW
 from services.orders import get_order
 
 SEARCH_LIMIT = 50
-# The console's name for each outbox channel.
-CHANNEL_LABELS = {"telegram": "notification", "merchant": "merchant delivery", "panel": "panel call"}
+CORE_CHANNEL_LABELS = {outbox.MERCHANT: "merchant delivery", outbox.PANEL: "panel call"}
+
+
+def channel_labels() -> dict[str, str]:
+    """The console's name for each outbox channel."""
+    return {outbox.buyer_channel(): "notification", **CORE_CHANNEL_LABELS}
 
 
 def search_orders(query: str, limit: int = SEARCH_LIMIT) -> list[Order]:
@@ -47,7 +52,7 @@ def needs_review(limit: int = 100) -> list[ProviderEvent]:
     """Events support must look at: unmatched payments, mismatches, conflicts and processing failures."""
     with transaction():
         return list(db.session.execute(
-            select(ProviderEvent).where(ProviderEvent.status.in_(sorted(inbox.NEEDS_REVIEW)))
+            select(ProviderEvent).where(ProviderEvent.status.in_(sorted(NEEDS_REVIEW)))
             .order_by(ProviderEvent.received_at.desc(), ProviderEvent.id.desc()).limit(limit)
         ).scalars())
 
@@ -109,7 +114,7 @@ def _event(event: ProviderEvent) -> dict[str, Any]:
                "error": event.error}
     return {"at": event.received_at, "kind": "event", "id": event.id,
             "title": f"{event.provider} {event.event_type}", "status": event.status,
-            "needsReview": event.status in inbox.NEEDS_REVIEW, "details": _present(details)}
+            "needsReview": event.status in NEEDS_REVIEW, "details": _present(details)}
 
 
 def _fulfilment(item: Fulfilment) -> dict[str, Any]:
@@ -120,10 +125,11 @@ def _fulfilment(item: Fulfilment) -> dict[str, Any]:
 def _message(message: OutboxMessage, attempts: list[DeliveryAttempt]) -> dict[str, Any]:
     details = {"attempts": message.attempts, "nextAttemptAt": message.next_attempt_at if message.status == "pending"
                else None, "deliveredAt": message.delivered_at, "lastError": message.last_error,
-               "text": message.payload.get("text") if message.channel == "telegram" else None}
-    return {"at": message.created_at, "kind": CHANNEL_LABELS.get(message.channel, "outbox"), "id": message.id,
+               "text": message.payload.get("text") if message.channel == outbox.buyer_channel() else None}
+    labels = channel_labels()
+    return {"at": message.created_at, "kind": labels.get(message.channel, "outbox"), "id": message.id,
             "channel": message.channel, "messageKind": message.kind,
-            "title": f"{CHANNEL_LABELS.get(message.channel, message.channel).capitalize()}: {message.kind}",
+            "title": f"{labels.get(message.channel, message.channel).capitalize()}: {message.kind}",
             "status": message.status, "details": _present(details),
             "attempts": [{"number": a.number, "outcome": a.outcome, "statusCode": a.status_code, "error": a.error,
                           "at": a.started_at, "worker": a.worker} for a in attempts]}

@@ -19,7 +19,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from services.db import db
-from services.providers import marzban as marzban_adapter
+from services.panels import marzban as marzban_adapter
 from tests.conftest import AUTH
 from tests.fakes import FakeCryptoPay, FakeMarzban, FakeMerchant, FakeTBank, FakeTelegram
 from tests.fakes.base import RecordedRequest, Response

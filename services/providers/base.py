@@ -1,11 +1,21 @@
-"""The interface every payment provider implements."""
+"""What every payment provider package implements, and how it tells the registry what it has."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
+
+from webhook_config import Settings
+
+if TYPE_CHECKING:
+    from click import Group
+
+    from services.models import ProviderEvent
+    from services.notices import Notice
+    from services.outbox import Handler
+    from services.samples import SampleOrder, SampleRequest
 
 
 @dataclass(frozen=True)
@@ -38,3 +48,38 @@ class PaymentProvider(Protocol):
     def currency_problem(self, currency: str) -> str | None: ...
 
     def create(self, draft: PaymentDraft) -> CreatedPayment: ...
+
+
+# A worker's periodic task (reconciliation): runs with the settings and the time, returns how much it settled.
+PeriodicTask = Callable[[Settings, datetime], int]
+
+
+@dataclass(frozen=True)
+class Notifier:
+    """The provider that messages buyers: its outbox channel, and whether it is configured."""
+
+    channel: str
+    enabled: Callable[[Settings], bool]
+
+
+@dataclass(frozen=True)
+class ProviderPlugin:
+    """Everything the core may ask of one provider, declared in its package's __init__.py.
+
+    payments: builds the PaymentProvider that creates payments (NotConfigured when it cannot).
+    read_stored: reads a stored event's body back into a Notice (admin replay, assignment); None when the
+        event is not replayed.
+    periodic: the worker's periodic tasks by kind ("reconcile"), given the settings; the worker names each
+        "<kind>:<provider>".
+    handlers: outbox handler factories by kind prefix, for the provider's own channel (named after it).
+    samples: builders of correctly signed sample webhooks, by the name the CLI offers.
+    commands: the provider's `flask --app wsgi <name> …` command group, if it has one.
+    """
+
+    name: str
+    payments: Callable[[Settings], PaymentProvider]
+    read_stored: Callable[[ProviderEvent, Settings], Notice | None]
+    periodic: Callable[[Settings], dict[str, PeriodicTask]] = lambda settings: {}
+    handlers: dict[str, Callable[[Settings], Handler]] = field(default_factory=dict)
+    samples: dict[str, Callable[[SampleOrder, Settings, datetime], SampleRequest]] = field(default_factory=dict)
+    commands: Group | None = None

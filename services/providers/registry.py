@@ -1,34 +1,42 @@
-"""Payment providers by name; an unknown or unconfigured one is refused with a clear message."""
+"""The only list of payment providers. Everything else (request schemas, the worker CLI, admin replay,
+samples, OpenAPI enums, the console) asks here; nothing in the core imports a provider by name."""
 
 from __future__ import annotations
 
-from typing import Callable
+from functools import cache
+from importlib import import_module
 
 from services.errors import NotConfigured
-from services.providers.base import PaymentProvider
-from services.providers.bmc import BmcProvider
-from services.providers.cryptobot import CryptoBotProvider
-from services.providers.sbp_sandbox import SandboxSbp
-from services.providers.tbank import TBankSbp
-from services.providers.telegram import TelegramStars
+from services.providers.base import Notifier, PaymentProvider, ProviderPlugin
 from webhook_config import Settings
 
+# Each name is a package services/providers/<name>/ whose __init__.py defines PLUGIN (a ProviderPlugin).
+# Packages are imported on first use, so this module is cheap to import from anywhere.
+NAMES: tuple[str, ...] = ("sbp", "cryptobot", "telegram", "bmc")
+DEFAULT = "sbp"
+# The provider whose API messages buyers.
+NOTIFIER = "telegram"
 
-def _sbp(settings: Settings) -> PaymentProvider:
-    return SandboxSbp(settings) if settings.sandbox else TBankSbp(settings)
+
+@cache
+def plugin(name: str) -> ProviderPlugin:
+    """The provider's plugin; KeyError for a name not listed above."""
+    if name not in NAMES:
+        raise KeyError(name)
+    return import_module(f"services.providers.{name}").PLUGIN
 
 
-PAYMENT_PROVIDERS: dict[str, Callable[[Settings], PaymentProvider]] = {
-    "sbp": _sbp,
-    "cryptobot": CryptoBotProvider,
-    "bmc": BmcProvider,
-    "telegram": TelegramStars,
-}
+def plugins() -> list[ProviderPlugin]:
+    return [plugin(name) for name in NAMES]
 
 
 def payment_provider(name: str, settings: Settings) -> PaymentProvider:
-    try:
-        factory = PAYMENT_PROVIDERS[name]
-    except KeyError:
-        raise NotConfigured(f"Payment provider {name!r} is not available.") from None
-    return factory(settings)
+    """The configured provider that creates payments; NotConfigured (503) for an unknown or unconfigured one."""
+    if name not in NAMES:
+        raise NotConfigured(f"Payment provider {name!r} is not available.")
+    return plugin(name).payments(settings)
+
+
+@cache
+def notifier() -> Notifier:
+    return import_module(f"services.providers.{NOTIFIER}").NOTIFIER

@@ -17,13 +17,15 @@ from typing import Callable
 
 from flask import current_app
 
-from services import reconcile
+from services import orders, outbox
+from services.providers import registry as providers
 from services.worker import registry, runtime
 from webhook_config import Settings
 
 logger = logging.getLogger(__name__)
 
-PROVIDERS = ("telegram", "cryptobot", "sbp", "bmc", "panel", "merchant")
+# One worker per provider, plus the core's own outbound channels.
+PROVIDERS = (*providers.NAMES, *outbox.CORE_CHANNELS)
 ALL = "all"
 BATCH_SIZE = 10
 
@@ -56,12 +58,12 @@ class OutboxDuty:
                 self.idle_noted = True
             return 0
         lease = timedelta(seconds=ctx.settings.outbox_lease_seconds)
-        jobs = runtime.claim(self.channel, ctx.owner, ctx.clock(), BATCH_SIZE, lease)
+        jobs = outbox.claim(self.channel, ctx.owner, ctx.clock(), BATCH_SIZE, lease)
         budget = timedelta(seconds=ctx.settings.http_timeout)
         for index, job in enumerate(jobs):
             # Stop between deliveries, never during one; and never start one the lease may not cover.
             if ctx.stop.is_set() or ctx.clock() + budget >= job.lease_until:
-                runtime.release(jobs[index:], ctx.owner)
+                outbox.release(jobs[index:], ctx.owner)
                 return index
             runtime.deliver(job, registry.handler_for(self.handlers, job.kind), ctx.owner,
                             ctx.settings.outbox_retry_schedule, ctx.clock, ctx.rng)
@@ -87,22 +89,17 @@ class PeriodicDuty:
 
 
 def duties_for(provider: str, ctx: Context) -> list[OutboxDuty | PeriodicDuty]:
-    """What each provider's worker does; reconciliation runs before expiry so a missed payment wins."""
-    settings = ctx.settings
-    expire = PeriodicDuty(f"expire:{provider}", lambda s, now: reconcile.expire_orders(provider, s, now))
-    if provider in ("merchant", "panel"):
+    """What each provider's worker does: deliver its channel, run its periodic tasks, then expire its unpaid
+    orders (reconciliation runs before expiry, so a missed payment wins)."""
+    if provider in outbox.CORE_CHANNELS:
         return [OutboxDuty(provider, ctx)]
-    if provider == "telegram":
-        return [OutboxDuty("telegram", ctx), expire]
-    if provider == "cryptobot":
-        return ([PeriodicDuty("reconcile:cryptobot", reconcile.reconcile_cryptobot)] if settings.cryptobot_token
-                else []) + [expire]
-    if provider == "sbp":
-        # The sandbox settles through its own endpoint: there is nothing to poll.
-        return ([] if settings.sandbox else [PeriodicDuty("reconcile:sbp", reconcile.reconcile_tbank)]) + [expire]
-    if provider == "bmc":
-        return [expire]
-    raise ValueError(f"unknown provider {provider!r}")
+    if provider not in providers.NAMES:
+        raise ValueError(f"unknown provider {provider!r}")
+    plugin = providers.plugin(provider)
+    duties: list[OutboxDuty | PeriodicDuty] = [OutboxDuty(provider, ctx)] if plugin.handlers else []
+    duties += [PeriodicDuty(f"{kind}:{provider}", task) for kind, task in plugin.periodic(ctx.settings).items()]
+    duties.append(PeriodicDuty(f"expire:{provider}", lambda s, now: orders.expire_orders(provider, s, now)))
+    return duties
 
 
 def worker_id(provider: str) -> str:

@@ -1,36 +1,34 @@
-"""Outbox handlers by channel and kind prefix, listed explicitly so every delivery path is visible here."""
+"""Outbox handlers by channel and kind prefix: the core's channels here, each provider's from its plugin."""
 
 from __future__ import annotations
 
-from importlib import import_module
 from typing import Callable
 
-from services.worker.runtime import Handler
+from services import merchant, outbox
+from services.outbox import Handler
+from services.panels import sync
+from services.providers import registry
 from webhook_config import Settings
 
-# channel → {kind prefix → "module:factory"}; a factory takes Settings and returns a Handler.
-# The longest matching prefix wins. A channel with no entry keeps its rows pending (and its
-# worker says so once), so messages queued before a handler exists are delivered once it does.
-HANDLERS: dict[str, dict[str, str]] = {
-    "merchant": {"order.": "services.worker.merchant:MerchantWebhooks"},
-    "telegram": {
-        "notify.": "services.worker.telegram:BuyerMessages",
-        "forward.": "services.worker.telegram:UpdateForwarder",
-    },
-    "panel": {"panel.": "services.panel:PanelSync"},
+HandlerFactory = Callable[[Settings], Handler]
+
+# The longest matching prefix wins. A channel with no entry keeps its rows pending (and its worker
+# says so once), so messages queued before a handler exists are delivered once it does.
+CORE_HANDLERS: dict[str, dict[str, HandlerFactory]] = {
+    outbox.MERCHANT: {"order.": merchant.MerchantWebhooks},
+    outbox.PANEL: {"panel.": sync.PanelSync},
 }
 
-HandlerFactory = Callable[[Settings], Handler]
+
+def handler_factories(channel: str) -> dict[str, HandlerFactory]:
+    if channel in CORE_HANDLERS:
+        return CORE_HANDLERS[channel]
+    return registry.plugin(channel).handlers if channel in registry.NAMES else {}
 
 
 def build_handlers(channel: str, settings: Settings) -> dict[str, Handler]:
     """The channel's handlers by kind prefix, built once per worker."""
-    built: dict[str, Handler] = {}
-    for prefix, target in HANDLERS.get(channel, {}).items():
-        module, _, name = target.partition(":")
-        factory: HandlerFactory = getattr(import_module(module), name)
-        built[prefix] = factory(settings)
-    return built
+    return {prefix: factory(settings) for prefix, factory in handler_factories(channel).items()}
 
 
 def handler_for(handlers: dict[str, Handler], kind: str) -> Handler | None:

@@ -1,11 +1,5 @@
-"""Claiming outbox rows under a lease and recording each delivery attempt's outcome.
-
-A claim is one short transaction (`SELECT … FOR UPDATE SKIP LOCKED` on PostgreSQL;
-on SQLite every transaction is BEGIN IMMEDIATE, so the same statements run under
-the database's single write lock). The handler then runs outside any transaction,
-and its outcome is written in a new one. A worker that dies mid-delivery leaves
-its rows leased; once the lease runs out another worker claims them again.
-"""
+"""Delivering one claimed outbox row: run its handler outside any transaction, record the attempt, and
+schedule the retry (with backoff and jitter) or dead-letter it."""
 
 from __future__ import annotations
 
@@ -13,57 +7,22 @@ import logging
 import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Callable, Protocol
+from typing import Any, Callable
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import update
 
 from services import metrics
 from services.db import db, transaction
 from services.errors import GatewayError, NotConfigured, ProviderRejected, ProviderUnavailable
 from services.models import DeliveryAttempt, OutboxMessage
+from services.outbox import DEAD, DELIVERED, PENDING, DeliveryFailed, Handler, Job
 
 logger = logging.getLogger(__name__)
 
-PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
 RETRY = "retry"
 # Retries are spread by up to this fraction of their step, so a burst of failures does not return as one burst.
 JITTER = 0.1
 MAX_ERROR_LENGTH = 2000
-
-
-@dataclass(frozen=True)
-class Job:
-    """A claimed outbox row, detached from the session: handlers never touch the ORM row."""
-
-    id: int
-    channel: str
-    kind: str
-    dedupe_key: str
-    payload: dict[str, Any]
-    order_pk: int | None
-    attempt: int
-    lease_until: datetime
-
-
-class Handler(Protocol):
-    """Delivers one job; returns the receiver's HTTP status (or None) and raises to fail the attempt.
-
-    ProviderUnavailable (and any unexpected exception) is retried per the schedule, honouring its
-    retry_after; ProviderRejected is permanent (dead at once); DeliveryFailed says which it is.
-    """
-
-    def __call__(self, job: Job, now: datetime) -> int | None: ...
-
-
-class DeliveryFailed(GatewayError):
-    """An attempt that failed with a known receiver status; `retryable` decides retry or dead."""
-
-    def __init__(self, message: str, *, retryable: bool, status_code: int | None = None,
-                 retry_after: float | None = None):
-        super().__init__(message)
-        self.retryable = retryable
-        self.status_code = status_code
-        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
@@ -74,46 +33,6 @@ class Outcome:
     status_code: int | None = None
     error: str | None = None
     next_attempt_at: datetime | None = None
-
-
-def claim(channel: str, owner: str, now: datetime, limit: int, lease: timedelta) -> list[Job]:
-    """Lease up to `limit` due rows of `channel` to `owner`; rows whose lease expired count as due."""
-    with transaction():
-        ids = db.session.execute(
-            select(OutboxMessage.id)
-            .where(OutboxMessage.channel == channel, OutboxMessage.status == PENDING,
-                   OutboxMessage.next_attempt_at <= now,
-                   or_(OutboxMessage.lease_until.is_(None), OutboxMessage.lease_until <= now))
-            .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        ).scalars().all()
-        if not ids:
-            return []
-        db.session.execute(
-            update(OutboxMessage).where(OutboxMessage.id.in_(ids))
-            .values(lease_until=now + lease, lease_owner=owner, attempts=OutboxMessage.attempts + 1)
-            .execution_options(synchronize_session=False))
-        rows = db.session.execute(
-            select(OutboxMessage).where(OutboxMessage.id.in_(ids))
-            .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
-            .execution_options(populate_existing=True)
-        ).scalars().all()
-        return [Job(id=row.id, channel=row.channel, kind=row.kind, dedupe_key=row.dedupe_key,
-                    payload=row.payload, order_pk=row.order_pk, attempt=row.attempts,
-                    lease_until=row.lease_until) for row in rows]
-
-
-def release(jobs: list[Job], owner: str) -> None:
-    """Give back claimed jobs that were not attempted (shutdown, or the lease would not cover them)."""
-    for job in jobs:
-        with transaction():
-            db.session.execute(
-                update(OutboxMessage)
-                .where(OutboxMessage.id == job.id, OutboxMessage.status == PENDING,
-                       OutboxMessage.lease_owner == owner, OutboxMessage.attempts == job.attempt)
-                .values(lease_until=None, lease_owner=None, attempts=OutboxMessage.attempts - 1)
-                .execution_options(synchronize_session=False))
 
 
 def deliver(job: Job, handler: Handler | None, owner: str, schedule: tuple[int, ...],

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from services import inbox
+from services import notices
 from services.audit import AuditLog
 from services.db import db, transaction
 from services.models import ProviderEvent
@@ -190,7 +190,7 @@ def store_event(app, status: str, order_id: str | None, amount: str = "100", cur
 
 def test_replay_reprocesses_a_failed_payment_event(app, client, clock):
     created = create_order(client, "order-9", telegramId=5, credit=50)
-    event_id = store_event(app, inbox.ERROR, "order-9", qrc_id=created["qrcId"])
+    event_id = store_event(app, notices.ERROR, "order-9", qrc_id=created["qrcId"])
     response = client.post("/admin/orders/order-9/replay", headers=ADMIN)
     assert response.status_code == 200
     body = response.get_json()
@@ -227,7 +227,7 @@ def assign(client, event_id: int, **body):
 
 def test_assign_settles_the_order_once(app, client):
     create_order(client, "order-5", telegramId=9, credit=30)
-    event_id = store_event(app, inbox.UNMATCHED, None)
+    event_id = store_event(app, notices.UNMATCHED, None)
     response = assign(client, event_id, orderId="order-5")
     assert response.status_code == 200
     assert response.get_json() == {"success": True, "eventId": event_id, "orderId": "order-5",
@@ -243,14 +243,14 @@ def test_assign_settles_the_order_once(app, client):
 def test_assign_to_another_order_after_assignment_is_409(app, client):
     create_order(client, "order-5")
     create_order(client, "order-6")
-    event_id = store_event(app, inbox.UNMATCHED, None)
+    event_id = store_event(app, notices.UNMATCHED, None)
     assign(client, event_id, orderId="order-5")
     assert_error(assign(client, event_id, orderId="order-6"), 409)
 
 
 def test_assign_with_a_different_amount_is_409_unless_forced(app, client):
     create_order(client, "order-5", telegramId=9, credit=30)
-    event_id = store_event(app, inbox.UNMATCHED, None, amount="99")
+    event_id = store_event(app, notices.UNMATCHED, None, amount="99")
     error = assert_error(assign(client, event_id, orderId="order-5"), 409, "conflict")
     assert "amount 99" in error["message"]
     assert client.get("/api/status/order-5", headers=AUTH).get_json()["status"] == "pending"
@@ -262,19 +262,19 @@ def test_assign_with_a_different_amount_is_409_unless_forced(app, client):
 def test_assign_to_a_paid_order_is_409(app, client):
     created = create_order(client, "order-5")
     client.post(f"/sandbox/sbp/{created['qrcId']}/pay", headers=AUTH)
-    event_id = store_event(app, inbox.UNMATCHED, None)
+    event_id = store_event(app, notices.UNMATCHED, None)
     assert_error(assign(client, event_id, orderId="order-5"), 409)
 
 
 def test_assign_of_a_processed_event_is_409(app, client):
     create_order(client, "order-5")
-    event_id = store_event(app, inbox.PROCESSED, "order-5")
+    event_id = store_event(app, notices.PROCESSED, "order-5")
     assert_error(assign(client, event_id, orderId="order-5"), 409)
 
 
 def test_assign_of_a_refund_notification_is_409(app, client):
     create_order(client, "order-5")
-    event_id = store_event(app, inbox.UNMATCHED, None, event_type="REFUNDED")
+    event_id = store_event(app, notices.UNMATCHED, None, event_type="REFUNDED")
     assert_error(assign(client, event_id, orderId="order-5"), 409)
 
 
@@ -286,7 +286,7 @@ def test_assign_validates_its_body(app, client, body):
 def test_assign_statuses(app, client):
     create_order(client, "order-5")
     assert_error(assign(client, 12345, orderId="order-5"), 404)
-    event_id = store_event(app, inbox.UNMATCHED, None)
+    event_id = store_event(app, notices.UNMATCHED, None)
     assert_error(assign(client, event_id, orderId="missing"), 404)
     assert_error(client.post(f"/admin/events/{event_id}/assign", json={"orderId": "order-5"}), 401)
     assert_error(client.post(f"/admin/events/{event_id}/assign", data="x", headers=ADMIN), 415)

@@ -12,12 +12,12 @@ from unittest import mock
 
 import pytest
 
-from services import admin, inbox, orders
-from services import cryptobot as cryptobot_service
+from services import admin, notices, orders
+from services.providers.cryptobot import inbound as cryptobot_service
 from services.audit import AuditLog
 from services.db import db, transaction
 from services.models import LedgerEntry, ProviderEvent
-from services.providers.cryptobot import CryptoPayClient
+from services.providers.cryptobot.client import CryptoPayClient
 from tests.blueprints.test_cryptobot import create_invoice, deliver, paid_body
 from tests.blueprints.test_telegram import (BUYER, PRE_CHECKOUT, REFUNDED_PAYMENT, SECRET, SUCCESSFUL_PAYMENT,
                                             create_stars, send)
@@ -28,7 +28,7 @@ from tests.support.admin import ADMIN, ADMIN_KEY
 @contextmanager
 def failing_fulfilment() -> Iterator[None]:
     """Every ledger posting raises, as a bug in fulfilment would: the event is stored as failed."""
-    with mock.patch("services.fulfilment.ledger.post", side_effect=RuntimeError("ledger bug")):
+    with mock.patch("services.settle.ledger.post", side_effect=RuntimeError("ledger bug")):
         yield
 
 
@@ -157,11 +157,11 @@ def test_a_failed_pre_checkout_query_is_not_replayed(telegram_apps):
     with received.app_context(), transaction():
         # Nothing in a pre-checkout query's own processing fails; the row is marked failed as a bug would leave it.
         event = db.session.execute(db.select(ProviderEvent)).scalar_one()
-        event.status, event_id = inbox.ERROR, event.id
+        event.status, event_id = notices.ERROR, event.id
     body = replay(replaying.test_client(), "order-45")
     assert body["events"] == [{"eventId": event_id,
                                "outcome": "skipped: no way to read back a telegram pre_checkout_query event"}]
-    assert body["status"] == "pending" and stored(received, event_id).status == inbox.ERROR
+    assert body["status"] == "pending" and stored(received, event_id).status == notices.ERROR
 
 
 def test_reading_back_a_telegram_refund_leaves_the_callers_transaction_open(telegram_apps):
@@ -177,5 +177,5 @@ def test_reading_back_a_telegram_refund_leaves_the_callers_transaction_open(tele
         orders.find_order("order-45", lock=True).status = orders.CANCELLED
         notice = admin.read_notice(refund, received.config["SETTINGS"])
         db.session.rollback()
-    assert (notice.action, notice.order_id) == (inbox.REFUNDED, "order-45")
+    assert (notice.action, notice.order_id) == (notices.REFUNDED, "order-45")
     assert status(client, "order-45")["status"] == "refunded"

@@ -8,7 +8,7 @@ import pytest
 import zxingcpp
 from PIL import Image
 
-from services.providers import nspk
+from services.providers.sbp import nspk
 from tests.conftest import API_TOKEN, AUTH
 from tests.helpers import assert_error, create, status
 

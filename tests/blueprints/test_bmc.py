@@ -11,11 +11,11 @@ import requests
 
 from services.db import db
 from services.models import Order, ProviderEvent
-from services.providers import bmc
+from services.providers.bmc import protocol as bmc
 from tests.conftest import AUTH
 from tests.helpers import (assert_error, assert_processed_once, assert_settled_once, balance, create, post_concurrently,
                            status)
-from tests.services.test_bmc_parsing import LEGACY_BODY, SECRET, VECTOR_BODY, VECTOR_SIGNATURE
+from tests.providers.bmc.test_protocol import LEGACY_BODY, SECRET, VECTOR_BODY, VECTOR_SIGNATURE
 
 URL = "/bmc-webhook"
 PAGE = "https://buymeacoffee.com/example"

@@ -10,16 +10,16 @@ from decimal import Decimal
 import pytest
 import requests
 
-from services import cryptobot as cryptobot_service
+from services.providers.cryptobot import inbound as cryptobot_service
 from services.db import db
 from services.models import ProviderEvent
 from services.providers.base import PaymentDraft
-from services.providers.cryptobot import CryptoBotProvider, CryptoPayClient
+from services.providers.cryptobot.client import CryptoBotProvider, CryptoPayClient
 from tests.conftest import AUTH
 from tests.fakes import crypto_pay_signature
 from tests.helpers import (assert_error, assert_processed_once, assert_settled_once, balance, create, post_concurrently,
                            status)
-from tests.services.test_cryptobot_signature import TOKEN, VECTOR_BODY, VECTOR_SIGNATURE
+from tests.providers.cryptobot.test_protocol import TOKEN, VECTOR_BODY, VECTOR_SIGNATURE
 from webhook_config import Settings
 
 URL = "/webhook/cryptobot"

@@ -23,7 +23,7 @@ from sqlalchemy import func, insert, select
 
 from services.db import db
 from services.models import Fulfilment, LedgerEntry, Order, ProviderEvent
-from services.providers import tbank
+from services.providers.sbp import protocol as tbank
 from tests.support.live import BIN, ROOT
 
 TERMINAL_KEY = "ProofTerminal"

@@ -11,8 +11,8 @@ import requests
 from services import admin
 from services.errors import MalformedPayload, ProviderUnavailable
 from services.models import ProviderEvent
-from services.providers import tbank
-from services.providers.http import request_json
+from services.providers.sbp import protocol as tbank
+from services.http import request_json
 from tests.conftest import AUTH
 from tests.fakes.base import FakeServer, RecordedRequest, Response
 from tests.helpers import assert_error, create, status

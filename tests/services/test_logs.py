@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 
-from services.providers import marzban as adapter
-from services.providers.marzban import MarzbanPanel
-from services.providers.telegram import TelegramClient
+from services.panels import marzban as adapter
+from services.panels.marzban import MarzbanPanel
+from services.providers.telegram.client import TelegramClient
 
 
 def test_debug_logging_does_not_reveal_the_bot_token(make_app, telegram, caplog):

@@ -47,7 +47,7 @@ def ctx(app, clock, monkeypatch):
 
 
 def use(monkeypatch, stub: RemoteStub) -> None:
-    monkeypatch.setitem(registry.PAYMENT_PROVIDERS, "sbp", lambda settings: stub)
+    monkeypatch.setattr(registry, "payment_provider", lambda name, settings: stub)
 
 
 def test_lease_covers_every_call_a_create_may_make(ctx):

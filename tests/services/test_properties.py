@@ -16,8 +16,11 @@ from services import orders
 from services.db import db
 from services.errors import SignatureInvalid
 from services.money import CRYPTO_ASSETS, MAX_AMOUNT, STARS, check_amount, normalized, parse_decimal, to_minor_units
-from services.providers import bmc, cryptobot, tbank, telegram
-from services.worker.merchant import signed_headers
+from services.providers.bmc import protocol as bmc
+from services.providers.cryptobot import protocol as cryptobot
+from services.providers.sbp import protocol as tbank
+from services.providers.telegram import protocol as telegram
+from services.merchant import signed_headers
 from tests.helpers import create
 
 # Derandomized, no example database, no deadline: the same cases on every run and machine, never flaky under load.

@@ -10,7 +10,7 @@ from argon2 import PasswordHasher, profiles
 from services import audit, users
 from services.db import db, transaction, utcnow
 from services.models import OutboxMessage
-from services.providers import marzban as marzban_adapter
+from services.panels import marzban as marzban_adapter
 from tests.conftest import AUTH
 
 ADMIN_KEY = "test-admin-key-0123456789abcdef0123456789"

@@ -81,10 +81,10 @@ def test_lease_keeps_others_off_until_it_expires(merchant_app):
     app, clock = merchant_app()
     row_id = enqueue(app, clock)
     with app.app_context():
-        [job] = runtime.claim("merchant", "a", clock.now, 10, LEASE)
+        [job] = outbox.claim("merchant", "a", clock.now, 10, LEASE)
         assert (job.id, job.attempt, job.lease_until) == (row_id, 1, clock.now + LEASE)
-        assert runtime.claim("merchant", "b", clock.now + LEASE - timedelta(seconds=1), 10, LEASE) == []
-        [again] = runtime.claim("merchant", "b", clock.now + LEASE, 10, LEASE)
+        assert outbox.claim("merchant", "b", clock.now + LEASE - timedelta(seconds=1), 10, LEASE) == []
+        [again] = outbox.claim("merchant", "b", clock.now + LEASE, 10, LEASE)
         assert (again.id, again.attempt) == (row_id, 2)
 
 
@@ -92,8 +92,8 @@ def test_a_failure_reported_after_losing_the_lease_does_not_touch_the_new_claim(
     app, clock = merchant_app()
     enqueue(app, clock)
     with app.app_context():
-        [stale] = runtime.claim("merchant", "a", clock.now, 10, LEASE)
-        [current] = runtime.claim("merchant", "b", clock.now + LEASE, 10, LEASE)
+        [stale] = outbox.claim("merchant", "a", clock.now, 10, LEASE)
+        [current] = outbox.claim("merchant", "b", clock.now + LEASE, 10, LEASE)
 
         def fail(job, now):
             raise ProviderUnavailable("down")
@@ -114,7 +114,7 @@ def test_kind_without_handler_is_dead_with_a_clear_error(merchant_app, merchant)
 
 
 def test_channel_without_handlers_keeps_its_rows_pending(merchant_app, monkeypatch, caplog):
-    monkeypatch.setitem(registry.HANDLERS, "panel", {})
+    monkeypatch.setitem(registry.CORE_HANDLERS, "panel", {})
     app, clock = merchant_app()
     enqueue(app, clock, channel="panel", kind="panel.sync")
     with caplog.at_level(logging.WARNING, logger="services.worker.loop"):
@@ -128,7 +128,7 @@ def test_permanent_rejection_is_dead_at_once(merchant_app):
     app, clock = merchant_app()
     enqueue(app, clock)
     with app.app_context():
-        [job] = runtime.claim("merchant", "w", clock.now, 10, LEASE)
+        [job] = outbox.claim("merchant", "w", clock.now, 10, LEASE)
 
         def reject(job, now):
             raise ProviderRejected("refused for good")
@@ -142,7 +142,7 @@ def test_unexpected_handler_error_is_retried_not_fatal(merchant_app):
     app, clock = merchant_app()
     enqueue(app, clock)
     with app.app_context():
-        [job] = runtime.claim("merchant", "w", clock.now, 10, LEASE)
+        [job] = outbox.claim("merchant", "w", clock.now, 10, LEASE)
         outcome = runtime.deliver(job, lambda job, now: {}["missing"], "w", (5,), clock, random.Random(1))
     assert outcome.status == "retry" and outcome.error == "KeyError: 'missing'"
     assert clock.now + timedelta(seconds=5) <= outcome.next_attempt_at <= clock.now + timedelta(seconds=5.5)

@@ -1,0 +1,20 @@
+"""The only list of VPN panels, chosen by PANEL_TYPE."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from services.errors import NotConfigured
+from services.panels.base import SubscriptionPanel
+from services.panels.marzban import MarzbanPanel
+from webhook_config import Settings
+
+PANELS: dict[str, Callable[[Settings], SubscriptionPanel]] = {"marzban": MarzbanPanel}
+
+
+def panel_for(settings: Settings) -> SubscriptionPanel:
+    """The configured panel; NotConfigured (503) while PANEL_TYPE is unset."""
+    factory = PANELS.get(settings.panel_type)
+    if factory is None:
+        raise NotConfigured("No subscription panel is configured (PANEL_TYPE).")
+    return factory(settings)

@@ -1,0 +1,20 @@
+"""CryptoBot (Crypto Pay): invoices, invoice_paid webhooks, and reconciliation by getInvoices."""
+
+from __future__ import annotations
+
+from services.providers.base import ProviderPlugin
+from services.providers.cryptobot import client, inbound, protocol, sample, worker
+from webhook_config import Settings
+
+
+def _periodic(settings: Settings) -> dict:
+    return {"reconcile": worker.reconcile} if settings.cryptobot_token else {}
+
+
+PLUGIN = ProviderPlugin(
+    name=protocol.PROVIDER,
+    payments=client.CryptoBotProvider,
+    read_stored=inbound.read_stored,
+    periodic=_periodic,
+    samples={"cryptobot": sample.paid_update},
+)

@@ -1,0 +1,143 @@
+"""The one fulfilment step: apply an event to its order (paid, refunded, closed) with the ledger, the
+purchase and the outbox, in the caller's transaction, exactly once per order and kind."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import bindparam, select
+
+from services import ledger, metrics, orders, outbox
+from services.db import db, insert_ignore
+from services.models import Fulfilment, Order, ProviderEvent, Purchase
+from services.notices import (CANCELLED, CONFLICT, EXPIRED, FAILED, IGNORE, IGNORED, MISMATCH, PAID, PROCESSED,
+                              REFUNDED, SETTLED, UNMATCHED, Notice)
+from webhook_config import Settings
+
+CREDIT, SUBSCRIPTION = "credit", "subscription"
+CREDIT_REVERSAL, SUBSCRIPTION_REVERSAL = "credit_reversal", "subscription_reversal"
+_CLOSING = {FAILED: orders.FAILED, CANCELLED: orders.CANCELLED, EXPIRED: orders.EXPIRED}
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """What came of an event (an event outcome), and the problem support should read, if any."""
+
+    outcome: str
+    problem: str | None = None
+
+
+def apply(event_pk: int | None, provider: str, notice: Notice, order: Order | None, settings: Settings,
+          now: datetime) -> Settlement:
+    """Apply one event to its order and say what came of it."""
+    if notice.action == IGNORE:
+        return Settlement(IGNORED)
+    if order is None:
+        return Settlement(UNMATCHED)
+    if notice.action == PAID:
+        problem = payment_mismatch(notice, order, provider)
+        if problem:
+            return Settlement(MISMATCH, problem)
+        if not orders.change_status(order, orders.PAID, settings, now):
+            # A second, distinct payment for an order that is not awaiting one: money to give back.
+            return Settlement(CONFLICT)
+        grant(order, event_pk, settings, now)
+        return Settlement(PROCESSED)
+    if notice.action == REFUNDED:
+        problem = refund_mismatch(notice, order, provider)
+        if problem:
+            return Settlement(CONFLICT, problem)
+        if not orders.change_status(order, orders.REFUNDED, settings, now):
+            return Settlement(CONFLICT)
+        reverse(order, event_pk, settings, now)
+        return Settlement(PROCESSED)
+    changed = orders.change_status(order, _CLOSING[notice.action], settings, now)
+    return Settlement(PROCESSED if changed else IGNORED)
+
+
+def payment_mismatch(notice: Notice, order: Order, provider: str) -> str | None:
+    """Why this payment does not settle the order, or None when provider, amount and currency all match."""
+    if provider != order.provider:
+        return f"paid through {provider}, but the order was created for {order.provider}"
+    if notice.currency is None or notice.currency.upper() != order.currency:
+        return f"currency {notice.currency} does not match the order's {order.currency}"
+    if notice.amount is None or notice.amount != order.amount:
+        return f"amount {notice.amount} does not match the order's {order.amount}"
+    if notice.provider_ref and order.provider_ref and notice.provider_ref != order.provider_ref:
+        return f"payment {notice.provider_ref} is not the one created for this order ({order.provider_ref})"
+    return None
+
+
+def refund_mismatch(notice: Notice, order: Order, provider: str) -> str | None:
+    """Why this refund must not reverse the order, or None when the refunded payment is one that settled it.
+
+    An order may have been paid twice (the second payment is stored as a conflict, money to give back);
+    refunding that second payment must not take back what the first one bought.
+    """
+    if notice.provider_payment_id is None:
+        return None
+    if provider != order.provider:
+        return f"refunded through {provider}, but the order was created for {order.provider}"
+    if order.order_id not in orders_paid_by(provider, notice.provider_payment_id):
+        return f"the refunded payment {notice.provider_payment_id} did not pay for this order"
+    return None
+
+
+_PAID_BY = (select(Order.order_id).join(ProviderEvent, ProviderEvent.order_pk == Order.id)
+            .where(ProviderEvent.provider == bindparam("provider"),
+                   ProviderEvent.provider_payment_id == bindparam("payment_id"),
+                   ProviderEvent.status.in_(SETTLED))
+            .order_by(ProviderEvent.id))
+
+
+def orders_paid_by(provider: str, payment_id: str) -> list[str]:
+    """The orderIds this provider payment settled, however it was matched (automatically or by support)."""
+    return list(db.session.execute(_PAID_BY, {"provider": provider, "payment_id": payment_id}).scalars())
+
+
+def _claim(order: Order, kind: str, event_pk: int | None, now: datetime, **details) -> bool:
+    """Record that `kind` was done for this order; False if it already was (unique per order and kind)."""
+    claimed = insert_ignore(Fulfilment, {
+        "order_pk": order.id, "kind": kind, "event_pk": event_pk, "details": details, "created_at": now,
+    }, ["order_pk", "kind"]) is not None
+    if claimed:
+        metrics.record_fulfilment(kind)
+    return claimed
+
+
+def grant(order: Order, event_pk: int | None, settings: Settings, now: datetime) -> None:
+    """Credit the balance and activate or extend the subscription the order asked for."""
+    if order.credit and _claim(order, CREDIT, event_pk, now, amount=order.credit, unit=settings.credit_unit):
+        ledger.post(order, order.credit, "order_paid", settings.credit_unit, now)
+    if order.subscription_plan and _claim(order, SUBSCRIPTION, event_pk, now, days=order.subscription_days):
+        purchase = _extend_purchase(order, timedelta(days=order.subscription_days), now)
+        order.purchase_id = purchase.id
+        outbox.enqueue_panel_sync(order, purchase.id, "sync", settings, now, notify=True)
+
+
+def reverse(order: Order, event_pk: int | None, settings: Settings, now: datetime) -> None:
+    """Take back what `grant` gave, once."""
+    if order.credit and _claim(order, CREDIT_REVERSAL, event_pk, now, amount=-order.credit):
+        ledger.post(order, -order.credit, "order_refunded", settings.credit_unit, now)
+    if order.subscription_plan and order.purchase_id and _claim(order, SUBSCRIPTION_REVERSAL, event_pk, now):
+        purchase = db.session.get(Purchase, order.purchase_id, with_for_update=True)
+        purchase.expires_at -= timedelta(days=order.subscription_days)
+        purchase.updated_at = now
+        outbox.enqueue_panel_sync(order, purchase.id, "reverse", settings, now, notify=False)
+
+
+def _extend_purchase(order: Order, period: timedelta, now: datetime) -> Purchase:
+    """The buyer's purchase of this plan, created or extended from max(now, current expiry)."""
+    insert_ignore(Purchase, {
+        "telegram_id": order.telegram_id, "plan": order.subscription_plan, "status": "active",
+        "expires_at": now, "created_at": now, "updated_at": now,
+    }, ["telegram_id", "plan"])
+    purchase = db.session.execute(
+        select(Purchase).where(Purchase.telegram_id == order.telegram_id, Purchase.plan == order.subscription_plan)
+        .with_for_update().execution_options(populate_existing=True)
+    ).scalar_one()
+    purchase.expires_at = max(purchase.expires_at, now) + period
+    purchase.status = "active"
+    purchase.updated_at = now
+    return purchase
