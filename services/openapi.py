@@ -1,7 +1,7 @@
 """The OpenAPI 3 document: the app's routes, described by one registry here, with the marshmallow schemas.
 
 Views carry no documentation of their own. Each (method, path) the app serves is
-described once in OPERATIONS; request and response bodies name marshmallow
+described once in CORE_OPERATIONS or in its provider's plugin; request and response bodies name marshmallow
 schemas (from services/schemas.py or any services/*_schemas.py) and apispec's
 marshmallow plugin turns them into components. A route missing from the
 registry is left out of the document, and `undescribed_routes` lists it so a
@@ -10,6 +10,7 @@ test can fail until someone describes it.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import pkgutil
 import re
@@ -24,6 +25,7 @@ from werkzeug.routing import Rule
 
 import services
 from services.db import ROW_ID_MAX
+from services.providers import registry
 from services.schemas import MAX_TELEGRAM_ID, ORDER_ID_PATTERN, Amount
 
 TITLE = "Payment webhook gateway"
@@ -79,25 +81,6 @@ ACKNOWLEDGEMENT = {
     },
 }
 PROVIDER_PAYLOAD = {"type": "object", "additionalProperties": True}
-TBANK_NOTIFICATION = {
-    "type": "object", "additionalProperties": True,
-    "required": ["TerminalKey", "OrderId", "Success", "Status", "PaymentId", "ErrorCode", "Amount", "Token"],
-    "properties": {
-        "TerminalKey": {"type": "string"}, "OrderId": {"type": "string"}, "Success": {"type": "boolean"},
-        "Status": {"type": "string"}, "PaymentId": {"type": "integer"},
-        "ErrorCode": {"type": "string"}, "Amount": {"type": "integer", "description": "Kopecks."},
-        "Token": {"type": "string", "description": "SHA-256 over the sorted root scalars plus the password."},
-    },
-}
-TELEGRAM_REPLY = {"oneOf": [
-    ACKNOWLEDGEMENT,
-    {"type": "object", "required": ["ok"], "properties": {"ok": {"type": "boolean", "enum": [True]}},
-     "additionalProperties": False},
-    {"type": "object", "required": ["method", "pre_checkout_query_id", "ok"], "properties": {
-        "method": {"type": "string", "enum": ["answerPreCheckoutQuery"]},
-        "pre_checkout_query_id": {"type": "string"}, "ok": {"type": "boolean"},
-        "error_message": {"type": "string"}}},
-]}
 OPENAPI_DOCUMENT = {"type": "object", "required": ["openapi", "info", "paths"],
                     "properties": {"openapi": {"type": "string"}}}
 
@@ -121,14 +104,14 @@ class Operation:
     bodies: dict[int, str] = field(default_factory=dict)
 
 
-def _webhook(summary: str, header: str, explain: str, response: str | dict = ACKNOWLEDGEMENT) -> Operation:
+def webhook(summary: str, header: str, explain: str, response: str | dict = ACKNOWLEDGEMENT) -> Operation:
     return Operation(
         summary, "webhooks", response, signature=(header, explain), body=PROVIDER_PAYLOAD, errors=(400, 413),
         description="Verified over the raw body before parsing, stored, and applied in one transaction; "
                     "a repeated event is acknowledged with 200 and changes nothing. 503 makes the provider retry.")
 
 
-OPERATIONS: dict[tuple[str, str], Operation] = {
+CORE_OPERATIONS: dict[tuple[str, str], Operation] = {
     ("POST", "/api/payment"): Operation(
         "Create a payment for an order", "payments", "PaymentResponseSchema", security=API_TOKEN,
         body="PaymentRequestSchema", status=201, also=(200,), errors=(409, 502),
@@ -147,22 +130,6 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/health"): Operation(
         "Health (Unix timestamp)", "health", "HealthSchema", bodies={503: "HealthSchema"}),
     ("GET", "/api/openapi.json"): Operation("This OpenAPI document", "meta", OPENAPI_DOCUMENT),
-    ("POST", "/sandbox/sbp/{qrc_id}/pay"): Operation(
-        "Pay a sandbox SBP payment", "sandbox", "SandboxPaidSchema", security=API_TOKEN,
-        description="Only while SBP_GATEWAY=sandbox (404 otherwise); takes the same path a gateway "
-                    "notification takes."),
-    ("POST", "/webhook/sbp/tbank"): Operation(
-        "T-Bank acquiring notification", "webhooks", None, body=TBANK_NOTIFICATION, errors=(400, 401, 413),
-        text_response="OK", description="Authenticated by the Token field in the body. The answer is the plain "
-                                        "text OK for every stored notification, repeats and ignored statuses too."),
-    ("POST", "/webhook/cryptobot"): _webhook(
-        "Crypto Pay update", "Crypto-Pay-Api-Signature",
-        "Hex HMAC-SHA256 of the raw body, keyed with SHA-256 of the app token."),
-    ("POST", "/bmc-webhook"): _webhook(
-        "Buy Me a Coffee event", "X-Signature-Sha256", "Hex HMAC-SHA256 of the raw body, keyed with the secret."),
-    ("POST", "/webhook/telegram"): _webhook(
-        "Telegram Bot API update", "X-Telegram-Bot-Api-Secret-Token",
-        "The secret_token given to setWebhook (TELEGRAM_WEBHOOK_SECRET).", TELEGRAM_REPLY),
     ("POST", "/admin/update_configs/{purchase_id}"): Operation(
         "Refresh one purchase's subscription links", "admin", "RefreshResultSchema", security=ADMIN_KEY,
         errors=(502,), description="Refreshes the links on the panel and notifies the buyer. 502: the panel "
@@ -180,6 +147,13 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/admin/purchases/{purchase_id}"): Operation(
         "A purchase with its orders", "admin", "PurchaseSchema", security=ADMIN_KEY),
 }
+
+
+@functools.cache
+def operations() -> dict[tuple[str, str], Operation]:
+    """The core's routes, then each provider's own (its webhook, its sandbox), declared in its package."""
+    return {**CORE_OPERATIONS,
+            **{key: operation for plugin in registry.plugins() for key, operation in plugin.operations.items()}}
 
 
 def schema_modules() -> list[str]:
@@ -217,9 +191,9 @@ def is_json_route(path: str, rule: Rule) -> bool:
 
 
 def undescribed_routes(app: Flask) -> list[str]:
-    """JSON routes the app serves that OPERATIONS does not describe, as "METHOD /path"."""
+    """JSON routes the app serves that operations() does not describe, as "METHOD /path"."""
     return [f"{method} {path}" for method, path, rule in _routes(app)
-            if is_json_route(path, rule) and (method, path) not in OPERATIONS]
+            if is_json_route(path, rule) and (method, path) not in operations()]
 
 
 def build_spec(app: Flask) -> dict[str, Any]:
@@ -234,7 +208,7 @@ def build_spec(app: Flask) -> dict[str, Any]:
     plugin.converter.add_attribute_function(_constant_and_amount)
     _components(spec)
     for method, path, rule in _routes(app):
-        operation = OPERATIONS.get((method, path))
+        operation = operations().get((method, path))
         if operation is not None:
             spec.path(path=path, operations={method.lower(): _operation(operation, rule)})
     return spec.to_dict()

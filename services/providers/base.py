@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 
     from services.models import ProviderEvent
     from services.notices import Notice
+    from services.openapi import Operation
     from services.outbox import Handler
     from services.samples import SampleOrder, SampleRequest
 
@@ -74,6 +75,7 @@ class ProviderPlugin:
     handlers: outbox handler factories by kind prefix, for the provider's own channel (named after it).
     samples: builders of correctly signed sample webhooks, by the name the CLI offers.
     commands: the provider's `flask --app wsgi <name> …` command group, if it has one.
+    operations: the OpenAPI description of the provider's own routes, by (method, path).
     """
 
     name: str
@@ -83,3 +85,4 @@ class ProviderPlugin:
     handlers: dict[str, Callable[[Settings], Handler]] = field(default_factory=dict)
     samples: dict[str, Callable[[SampleOrder, Settings, datetime], SampleRequest]] = field(default_factory=dict)
     commands: Group | None = None
+    operations: dict[tuple[str, str], Operation] = field(default_factory=dict)

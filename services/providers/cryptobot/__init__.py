@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from services.openapi import webhook
 from services.providers.base import ProviderPlugin
 from services.providers.cryptobot import client, inbound, protocol, sample, worker
 from webhook_config import Settings
@@ -17,4 +18,7 @@ PLUGIN = ProviderPlugin(
     read_stored=inbound.read_stored,
     periodic=_periodic,
     samples={"cryptobot": sample.paid_update},
+    operations={("POST", "/webhook/cryptobot"): webhook(
+        "Crypto Pay update", "Crypto-Pay-Api-Signature",
+        "Hex HMAC-SHA256 of the raw body, keyed with SHA-256 of the app token.")},
 )

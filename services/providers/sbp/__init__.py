@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+from services.openapi import API_TOKEN, Operation
 from services.providers.base import ProviderPlugin
 from services.providers.sbp import client, inbound, protocol, sample, worker
 from webhook_config import Settings
+
+NOTIFICATION = {
+    "type": "object", "additionalProperties": True,
+    "required": ["TerminalKey", "OrderId", "Success", "Status", "PaymentId", "ErrorCode", "Amount", "Token"],
+    "properties": {
+        "TerminalKey": {"type": "string"}, "OrderId": {"type": "string"}, "Success": {"type": "boolean"},
+        "Status": {"type": "string"}, "PaymentId": {"type": "integer"},
+        "ErrorCode": {"type": "string"}, "Amount": {"type": "integer", "description": "Kopecks."},
+        "Token": {"type": "string", "description": "SHA-256 over the sorted root scalars plus the password."},
+    },
+}
 
 
 def _periodic(settings: Settings) -> dict:
@@ -18,4 +30,14 @@ PLUGIN = ProviderPlugin(
     read_stored=inbound.read_stored,
     periodic=_periodic,
     samples={"tbank": sample.tbank_confirmed},
+    operations={
+        ("POST", "/sandbox/sbp/{qrc_id}/pay"): Operation(
+            "Pay a sandbox SBP payment", "sandbox", "SandboxPaidSchema", security=API_TOKEN,
+            description="Only while SBP_GATEWAY=sandbox (404 otherwise); takes the same path a gateway "
+                        "notification takes."),
+        ("POST", "/webhook/sbp/tbank"): Operation(
+            "T-Bank acquiring notification", "webhooks", None, body=NOTIFICATION, errors=(400, 401, 413),
+            text_response="OK", description="Authenticated by the Token field in the body. The answer is the plain "
+                                            "text OK for every stored notification, repeats and ignored statuses too."),
+    },
 )

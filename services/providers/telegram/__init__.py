@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+from services.openapi import ACKNOWLEDGEMENT, webhook
 from services.providers.base import Notifier, ProviderPlugin
 from services.providers.telegram import cli, client, inbound, protocol, sample, worker
 from webhook_config import Settings
+
+# The webhook answers with an acknowledgement, {"ok": true}, or a Bot API call riding on the response.
+REPLY = {"oneOf": [
+    ACKNOWLEDGEMENT,
+    {"type": "object", "required": ["ok"], "properties": {"ok": {"type": "boolean", "enum": [True]}},
+     "additionalProperties": False},
+    {"type": "object", "required": ["method", "pre_checkout_query_id", "ok"], "properties": {
+        "method": {"type": "string", "enum": ["answerPreCheckoutQuery"]},
+        "pre_checkout_query_id": {"type": "string"}, "ok": {"type": "boolean"},
+        "error_message": {"type": "string"}}},
+]}
 
 
 def _messages_buyers(settings: Settings) -> bool:
@@ -18,5 +30,8 @@ PLUGIN = ProviderPlugin(
     handlers={"notify.": worker.BuyerMessages, "forward.": worker.UpdateForwarder},
     samples={"telegram": sample.successful_payment},
     commands=cli.group,
+    operations={("POST", "/webhook/telegram"): webhook(
+        "Telegram Bot API update", "X-Telegram-Bot-Api-Secret-Token",
+        "The secret_token given to setWebhook (TELEGRAM_WEBHOOK_SECRET).", REPLY)},
 )
 NOTIFIER = Notifier(channel=protocol.PROVIDER, enabled=_messages_buyers)
