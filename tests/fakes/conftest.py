@@ -12,6 +12,7 @@ from .marzban import FakeMarzban
 from .merchant import FakeMerchant
 from .tbank import FakeTBank
 from .telegram import FakeTelegram
+from .yookassa import FakeYooKassa
 
 
 class Sink(FakeServer):
@@ -55,3 +56,10 @@ def marzban() -> Iterator[FakeMarzban]:
 def merchant() -> Iterator[FakeMerchant]:
     with FakeMerchant() as server:
         yield server
+
+
+@pytest.fixture
+def yookassa() -> Iterator[FakeYooKassa]:
+    with FakeYooKassa() as server:
+        yield server
+
