@@ -10,6 +10,7 @@ from .base import FakeServer, RecordedRequest, Response
 from .cryptopay import FakeCryptoPay
 from .marzban import FakeMarzban
 from .merchant import FakeMerchant
+from .remnawave import FakeRemnawave
 from .tbank import FakeTBank
 from .telegram import FakeTelegram
 from .yookassa import FakeYooKassa
@@ -61,5 +62,11 @@ def merchant() -> Iterator[FakeMerchant]:
 @pytest.fixture
 def yookassa() -> Iterator[FakeYooKassa]:
     with FakeYooKassa() as server:
+        yield server
+
+
+@pytest.fixture
+def remnawave() -> Iterator[FakeRemnawave]:
+    with FakeRemnawave() as server:
         yield server
 
