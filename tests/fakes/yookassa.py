@@ -73,8 +73,9 @@ def _amount(body: dict[str, Any], parameter: str = "amount") -> tuple[Decimal, s
     return Decimal(value), currency
 
 
-def _check_payment(body: dict[str, Any]) -> None:
-    _amount(body)
+def _check_payment(body: dict[str, Any]) -> tuple[Decimal, str]:
+    """Validate a payment request like the API does; return its amount."""
+    amount = _amount(body)
     description = body.get("description")
     if description is not None and (not isinstance(description, str) or len(description) > 128):
         raise _Invalid("description", "Description is longer than 128 characters")
@@ -94,6 +95,7 @@ def _check_payment(body: dict[str, Any]) -> None:
     method = body.get("payment_method_data")
     if method is not None and (not isinstance(method, dict) or not isinstance(method.get("type"), str)):
         raise _Invalid("payment_method_data.type", "Invalid payment_method_data")
+    return amount
 
 
 class FakeYooKassa(FakeServer):
@@ -248,9 +250,8 @@ class FakeYooKassa(FakeServer):
             return reply
 
     def _create_payment(self, body: dict[str, Any]) -> dict[str, Any]:
-        _check_payment(body)
+        value, currency = _check_payment(body)
         payment_id = _object_id()
-        value, currency = _amount(body)
         payment: dict[str, Any] = {
             "id": payment_id, "status": "pending", "paid": False, "amount": _money(value, currency),
             "recipient": {"account_id": self.shop_id, "gateway_id": "100500"},
