@@ -10,8 +10,11 @@ from .base import FakeServer, RecordedRequest, Response
 from .cryptopay import FakeCryptoPay
 from .marzban import FakeMarzban
 from .merchant import FakeMerchant
+from .remnawave import FakeRemnawave
 from .tbank import FakeTBank
 from .telegram import FakeTelegram
+from .xui import FakeXui
+from .yookassa import FakeYooKassa
 
 
 class Sink(FakeServer):
@@ -54,4 +57,30 @@ def marzban() -> Iterator[FakeMarzban]:
 @pytest.fixture
 def merchant() -> Iterator[FakeMerchant]:
     with FakeMerchant() as server:
+        yield server
+
+
+@pytest.fixture
+def yookassa() -> Iterator[FakeYooKassa]:
+    with FakeYooKassa() as server:
+        yield server
+
+
+@pytest.fixture
+def remnawave() -> Iterator[FakeRemnawave]:
+    with FakeRemnawave() as server:
+        yield server
+
+
+@pytest.fixture
+def xui() -> Iterator[FakeXui]:
+    """A current panel (v3.1+ client routes, CSRF) under a random-looking web base path."""
+    with FakeXui(base_path="/abc123/") as server:
+        yield server
+
+
+@pytest.fixture
+def xui_legacy() -> Iterator[FakeXui]:
+    """A v2.x panel: inbound client routes, no csrf-token route."""
+    with FakeXui(base_path="/abc123/", routes="legacy", csrf=False) as server:
         yield server
