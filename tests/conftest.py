@@ -10,7 +10,8 @@ import pytest
 from flask_migrate import upgrade
 
 from services.db import db
-from tests.fakes.conftest import cryptopay, marzban, merchant, sink, tbank, telegram  # noqa: F401
+from tests.fakes.conftest import (cryptopay, marzban, merchant, remnawave, sink, tbank, telegram,  # noqa: F401
+                                  xui, xui_legacy, yookassa)
 from tests.support.database import empty_tables, reset_schema, test_database_url
 from tests.support.transactions import ConnectionHeldAcrossRequest
 from webhook_app import create_app
