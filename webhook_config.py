@@ -13,6 +13,8 @@ from dotenv import dotenv_values
 
 MIN_SECRET_LENGTH = 32
 DEFAULT_RETRY_SCHEDULE = (5, 300, 1800, 7200, 18000, 36000, 36000)
+# A stored event whose processing failed (a bug, a data surprise) is tried again for about 8 hours.
+DEFAULT_EVENT_RETRY_SCHEDULE = (60, 300, 1800, 7200, 21600)
 
 
 class ConfigError(ValueError):
@@ -71,6 +73,7 @@ class Settings:
     order_ttl_seconds: int = 900
     max_body_bytes: int = 65536
     outbox_retry_schedule: tuple[int, ...] = DEFAULT_RETRY_SCHEDULE
+    event_retry_schedule: tuple[int, ...] = DEFAULT_EVENT_RETRY_SCHEDULE
     reconcile_after_seconds: int = 120
     reconcile_interval_seconds: int = 60
     outbox_lease_seconds: int = 60
@@ -133,10 +136,10 @@ def _url(env: Mapping[str, str], name: str, default: str = "") -> str:
     return value
 
 
-def _schedule(env: Mapping[str, str], name: str) -> tuple[int, ...]:
+def _schedule(env: Mapping[str, str], name: str, default: tuple[int, ...]) -> tuple[int, ...]:
     raw = _text(env, name)
     if not raw:
-        return DEFAULT_RETRY_SCHEDULE
+        return default
     try:
         schedule = tuple(int(part) for part in raw.split(","))
     except ValueError:
@@ -213,7 +216,8 @@ def load_settings(environ: Mapping[str, str], instance_path: Path) -> Settings:
         credit_unit=_text(env, "CREDIT_UNIT", "NDN"),
         order_ttl_seconds=_int(env, "ORDER_TTL_SECONDS", 900, minimum=1),
         max_body_bytes=_int(env, "MAX_BODY_BYTES", 65536, minimum=1024),
-        outbox_retry_schedule=_schedule(env, "OUTBOX_RETRY_SCHEDULE"),
+        outbox_retry_schedule=_schedule(env, "OUTBOX_RETRY_SCHEDULE", DEFAULT_RETRY_SCHEDULE),
+        event_retry_schedule=_schedule(env, "EVENT_RETRY_SCHEDULE", DEFAULT_EVENT_RETRY_SCHEDULE),
         reconcile_after_seconds=_int(env, "RECONCILE_AFTER_SECONDS", 120, minimum=1),
         reconcile_interval_seconds=_int(env, "RECONCILE_INTERVAL_SECONDS", 60, minimum=1),
         outbox_lease_seconds=_int(env, "OUTBOX_LEASE_SECONDS", 60, minimum=1),

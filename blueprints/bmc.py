@@ -17,7 +17,7 @@ def webhook():
     raw = request.get_data(cache=True)
     # The signature covers the exact bytes, so it is checked before anything parses them.
     bmc.authenticate(raw, request.headers.get(SIGNATURE_HEADER), settings())
-    event = parse_json(raw)
+    event = parse_json(raw, signed=True)
     result = bmc.receive_event(event, delivery(PROVIDER, SIGNATURE_HEADER, EVENT_HEADER), settings(), now())
     note_order(result.order_id)
     return acknowledgement(result)

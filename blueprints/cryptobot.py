@@ -17,7 +17,7 @@ def webhook():
     raw = request.get_data(cache=True)
     # The signature covers the exact bytes, so it is checked before anything parses them.
     cryptobot.authenticate(raw, request.headers.get(SIGNATURE_HEADER), settings())
-    update = parse_json(raw)
+    update = parse_json(raw, signed=True)
     result = cryptobot.receive_update(update, delivery(PROVIDER, SIGNATURE_HEADER), settings(), now())
     note_order(result.order_id)
     return acknowledgement(result)

@@ -66,12 +66,17 @@ def require_bearer(secrets_of: Callable[[Settings], tuple[str, ...]], feature: s
     return decorator
 
 
-def parse_json(raw: bytes) -> Any:
-    """Parse JSON with exact decimals (never float); MalformedPayload on anything that is not JSON."""
+def parse_json(raw: bytes, *, signed: bool = False) -> Any:
+    """Parse JSON with exact decimals (never float); MalformedPayload on anything that is not JSON.
+
+    A lone surrogate ("\ud800") is a valid JSON escape but not text: no database or encoder would take it,
+    so a caller's body holding one is refused. A provider's `signed` body is kept instead: the event must
+    not be lost for what a buyer typed, and the inbox stores such text with U+FFFD in its place.
+    """
     try:
         payload = json.loads(raw, parse_float=Decimal, parse_constant=_reject_constant)
-        # A lone surrogate ("\ud800") is a valid JSON escape but not text: no database or encoder would take it.
-        json.dumps(payload, ensure_ascii=False, default=str).encode("utf-8")
+        if not signed:
+            json.dumps(payload, ensure_ascii=False, default=str).encode("utf-8")
     except (ValueError, RecursionError):  # UnicodeError is a ValueError; RecursionError: nesting thousands deep
         raise MalformedPayload("The body is not valid JSON.") from None
     return payload

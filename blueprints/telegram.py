@@ -16,7 +16,7 @@ bp = Blueprint("telegram", __name__, url_prefix="/webhook")
 def update():
     config = settings()
     telegram.authenticate(request.headers.get(SECRET_HEADER), config)
-    payload = parse_json(request.get_data(cache=True))
+    payload = parse_json(request.get_data(cache=True), signed=True)
     reply = telegram.handle_update(payload, delivery(PROVIDER), config, now())
     note_order(reply.order_id)
     # A pre-checkout answer goes back as a Bot API call in this very response (Content-Type: application/json).

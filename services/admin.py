@@ -5,7 +5,6 @@ Each action is audited in the same transaction as the change it makes, and is sa
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import uuid
 from dataclasses import dataclass, field
@@ -18,9 +17,8 @@ from services import audit, events, orders, outbox, settle
 from services.db import db, transaction
 from services.errors import GatewayError, NotFound
 from services.models import Order, OutboxMessage, ProviderEvent
-from services.notices import ASSIGNED, CONFLICT, ERROR, MISMATCH, PAID, UNMATCHED, Delivery, Notice
+from services.notices import ASSIGNED, CONFLICT, ERROR, MISMATCH, PAID, UNMATCHED, Notice
 from services.outbox import DEAD, PENDING
-from services.providers import registry
 from webhook_config import Settings
 
 logger = logging.getLogger(__name__)
@@ -33,23 +31,6 @@ class ActionConflict(GatewayError):
 
     status = 409
     code = "conflict"
-
-
-def read_notice(event: ProviderEvent, settings: Settings) -> Notice | None:
-    """The stored event as a Notice with its stored identity and order, or None when it cannot be read back."""
-    if event.provider not in registry.NAMES:
-        return None
-    try:
-        # The body was authenticated when it was received; no signature is checked again (the token or
-        # secret may have been rotated since, and the stored headers keep no Telegram secret).
-        notice = registry.plugin(event.provider).read_stored(event, settings)
-    except (GatewayError, ValueError, KeyError, TypeError) as exc:
-        logger.warning("a stored event could not be read back: %s", type(exc).__name__, extra={"event_id": event.id})
-        return None
-    if notice is None:
-        return None
-    # What was decided at receipt (identity, the order matched) stays as stored.
-    return dataclasses.replace(notice, event_key=event.event_key, order_id=event.claimed_order_id)
 
 
 @dataclass
@@ -74,7 +55,7 @@ def replay_order(order_id: str, actor: str, settings: Settings, now: datetime) -
         ).scalars())
     result = ReplayResult(order_id=order.order_id, status=order.status)
     for event in failed:
-        result.events.append({"eventId": event.id, "outcome": _reprocess(event, settings, now)})
+        result.events.append({"eventId": event.id, "outcome": events.reprocess(event, settings, now)})
     with transaction():
         order = orders.find_order(order_id, lock=True)
         before = _outbox_count(order)
@@ -87,16 +68,6 @@ def replay_order(order_id: str, actor: str, settings: Settings, now: datetime) -
 
 def _of_order(order: Order):
     return or_(ProviderEvent.order_pk == order.id, ProviderEvent.claimed_order_id == order.order_id)
-
-
-def _reprocess(event: ProviderEvent, settings: Settings, now: datetime) -> str:
-    """The same path a provider's retry takes: ingest finds the failed event and processes it again."""
-    notice = read_notice(event, settings)
-    if notice is None:
-        return f"skipped: no way to read back a {event.provider} {event.event_type} event"
-    delivery = Delivery(provider=event.provider, body=event.body, headers=event.headers,
-                              remote_addr=event.remote_addr, verification=event.verification)
-    return events.ingest(delivery, notice, settings, now).outcome
 
 
 def _refulfil(order: Order, settings: Settings, now: datetime) -> None:
@@ -144,10 +115,9 @@ def assign_event(event_id: int, order_id: str, force: bool, actor: str, settings
         if problem and not force:
             raise ActionConflict(f"The payment does not match order {order_id}: {problem}. "
                                  "Assign with force to accept it anyway.")
-        if not orders.change_status(order, orders.PAID, settings, now):
+        if not settle.pay(order, event.id, settings, now):
             raise ActionConflict(f"Order {order_id} is {order.status}; only a pending or expired order "
                                  "can be settled by a payment.")
-        settle.grant(order, event.id, settings, now)
         event.status, event.order_pk, event.processed_at = ASSIGNED, order.id, now
         audit.record(actor, "event.assign", f"event:{event.id}", now, orderId=order.order_id, forced=problem)
         logger.info("payment assigned to an order", extra={"event_id": event.id, "order_id": order.order_id})
@@ -158,7 +128,7 @@ def _assignment_problem(event: ProviderEvent, order: Order, settings: Settings) 
     if event.status not in ASSIGNABLE:
         raise ActionConflict(f"Event {event.id} is {event.status}; only unmatched, mismatched or conflicting "
                              "payments can be assigned.")
-    notice = read_notice(event, settings)
+    notice = events.read_notice(event, settings)
     is_payment = notice.action == PAID if notice is not None else (
         event.amount is not None and bool(event.currency))
     if not is_payment:

@@ -8,38 +8,52 @@ one whose processing failed is processed again when the provider retries
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, select, update
 
 from services import metrics, orders, settle
 from services.db import DATABASE_DOWN, db, insert_ignore, transaction
-from services.errors import SignatureInvalid
+from services.errors import GatewayError, SignatureInvalid
 from services.models import Order, ProviderEvent
-from services.notices import DUPLICATE, ERROR, RETRYABLE, Delivery, IngestResult, Notice
+from services.notices import DUPLICATE, ERROR, REFUNDED, RETRYABLE, Delivery, IngestResult, Notice
+from services.providers import registry
 from webhook_config import Settings
 
 logger = logging.getLogger(__name__)
+
+
+# Failed events the worker looks at per turn; the rest wait for the next turn.
+RETRY_BATCH = 50
+MAX_ERROR_LENGTH = 2000
+# PostgreSQL refuses NUL in text and JSON, and no encoder takes a lone surrogate: a signed event holding
+# either is stored with U+FFFD in its parsed fields (its raw body keeps the bytes as they came).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 @dataclass
 class _StoredEvent:
     id: int
     provider: str
+    attempts: int = 0
 
 
 # Statements built once: the ingest path runs them on every delivery (see bench/README.md).
-_EVENT_ROW = (select(ProviderEvent.id, ProviderEvent.status, ProviderEvent.claimed_order_id)
+_EVENT_ROW = (select(ProviderEvent.id, ProviderEvent.status, ProviderEvent.claimed_order_id,
+                     ProviderEvent.processing_attempts)
               .where(ProviderEvent.provider == bindparam("provider"), ProviderEvent.event_key == bindparam("event_key"))
               .with_for_update())
 _EVENT_OUTCOME = (update(ProviderEvent.__table__).where(ProviderEvent.__table__.c.id == bindparam("event_id"))
                   .values(status=bindparam("outcome"), order_pk=bindparam("order"), error=bindparam("problem"),
                           processed_at=bindparam("at", type_=ProviderEvent.__table__.c.processed_at.type),
+                          next_attempt_at=bindparam("retry_at", type_=ProviderEvent.__table__.c.next_attempt_at.type),
                           processing_attempts=ProviderEvent.__table__.c.processing_attempts + 1))
 _ORDER_BY_PROVIDER_REF = (select(Order).where(Order.provider == bindparam("provider"),
                                               Order.provider_ref == bindparam("provider_ref"))
@@ -59,7 +73,7 @@ def rejection_logged(what: str, provider: str, header_present: bool) -> Iterator
 
 def ingest(delivery: Delivery, notice: Notice, settings: Settings, now: datetime) -> IngestResult:
     """Store the event and apply it; a repeat is a no-op. Database errors propagate (the caller answers 503)."""
-    result = _ingest_committed(delivery, notice, settings, now)
+    result = _ingest_committed(_storable_delivery(delivery), _storable(notice), settings, now)
     metrics.record_webhook(delivery.provider, result.outcome)
     return result
 
@@ -85,9 +99,8 @@ def _ingest_committed(delivery: Delivery, notice: Notice, settings: Settings, no
         # the event is stored as failed (so it is never lost) and support replays it.
         logger.exception("processing a %s event failed", delivery.provider,
                          extra={"event_key": notice.event_key, "order_id": notice.order_id})
-        with transaction():
-            event_id = _store_failed(delivery, notice, f"{type(exc).__name__}: {exc}"[:2000], now)
-            return IngestResult(event_id, ERROR, notice.order_id)
+        error = _clean(f"{type(exc).__name__}: {exc}")[:MAX_ERROR_LENGTH]
+        return IngestResult(_store_failed(delivery, notice, error, settings, now), ERROR, notice.order_id)
 
 
 def _ingest_once(delivery: Delivery, notice: Notice, settings: Settings, now: datetime) -> IngestResult:
@@ -96,10 +109,11 @@ def _ingest_once(delivery: Delivery, notice: Notice, settings: Settings, now: da
         row = _locked_event_row(delivery.provider, notice.event_key)
         if row.status not in RETRYABLE:
             return IngestResult(row.id, DUPLICATE, row.claimed_order_id)
-        event = _StoredEvent(row.id, delivery.provider)
+        event = _StoredEvent(row.id, delivery.provider, row.processing_attempts)
     order = _find_order(delivery.provider, notice)
     settlement = settle.apply(event.id, delivery.provider, notice, order, settings, now)
-    _record_outcome(event.id, settlement.outcome, order, settlement.problem, processed_at=now)
+    _record_outcome(event.id, settlement.outcome, order, settlement.problem and _clean(settlement.problem),
+                    processed_at=now)
     logger.info("%s event %s: %s", delivery.provider, notice.event_type, settlement.outcome,
                 extra={"order_id": notice.order_id, "event_id": event.id})
     return IngestResult(event.id, settlement.outcome, order.order_id if order is not None else notice.order_id)
@@ -116,10 +130,10 @@ def _locked_event_row(provider: str, event_key: str):
 
 
 def _record_outcome(event_id: int, outcome: str, order: Order | None, problem: str | None,
-                    processed_at: datetime | None) -> None:
+                    processed_at: datetime | None, retry_at: datetime | None = None) -> None:
     db.session.connection().execute(_EVENT_OUTCOME, {
         "event_id": event_id, "outcome": outcome, "order": order.id if order is not None else None,
-        "problem": problem, "at": processed_at})
+        "problem": problem, "at": processed_at, "retry_at": retry_at})
     # A caller may hold the event as an ORM object (admin replay does): reload it on next access rather
     # than let it show the state from before this write.
     loaded = db.session.identity_map.get(db.session.identity_key(ProviderEvent, event_id))
@@ -127,11 +141,32 @@ def _record_outcome(event_id: int, outcome: str, order: Order | None, problem: s
         db.session.expire(loaded)
 
 
-def _store_failed(delivery: Delivery, notice: Notice, error: str, now: datetime) -> int:
+def _store_failed(delivery: Delivery, notice: Notice, error: str, settings: Settings, now: datetime) -> int:
+    """Keep the failed event, due for an automatic retry; if even its parsed fields cannot be stored, keep the
+    raw body with its identity alone, so that an acknowledged event is never lost."""
+    try:
+        with transaction():
+            return _mark_failed(delivery, notice, error, settings, now)
+    except DATABASE_DOWN:
+        raise
+    except Exception:
+        logger.exception("a failed %s event could not be stored with its fields", delivery.provider,
+                         extra={"event_key": notice.event_key})
+    bare = Notice(event_key=notice.event_key[:200], event_type=notice.event_type[:64], action=notice.action,
+                  details={"note": "stored without its parsed fields: see the raw body"})
+    with transaction():
+        return _mark_failed(delivery, bare, error, settings, now)
+
+
+def _mark_failed(delivery: Delivery, notice: Notice, error: str, settings: Settings, now: datetime) -> int:
     event = _claim_event(delivery, notice, now)
-    event_id = event.id if event is not None else _locked_event_row(delivery.provider, notice.event_key).id
-    _record_outcome(event_id, ERROR, None, error, processed_at=None)
-    return event_id
+    if event is None:
+        row = _locked_event_row(delivery.provider, notice.event_key)
+        event = _StoredEvent(row.id, delivery.provider, row.processing_attempts)
+    schedule = settings.event_retry_schedule
+    retry_at = now + timedelta(seconds=schedule[event.attempts]) if event.attempts < len(schedule) else None
+    _record_outcome(event.id, ERROR, None, error, processed_at=None, retry_at=retry_at)
+    return event.id
 
 
 def _event_values(delivery: Delivery, notice: Notice, now: datetime) -> dict[str, Any]:
@@ -155,10 +190,99 @@ def _event_values(delivery: Delivery, notice: Notice, now: datetime) -> dict[str
 
 
 def _find_order(provider: str, notice: Notice) -> Order | None:
-    """The order by the provider's own payment id when it is ours, else by the orderId the event names."""
+    """The order by the provider's own payment id when it is ours, else by the orderId the event names.
+
+    A refund goes to the order its payment settled, however that payment was matched (support may have
+    assigned it to an order it did not name).
+    """
+    if notice.action == REFUNDED and notice.provider_payment_id:
+        paid = settle.orders_paid_by(provider, notice.provider_payment_id)
+        if paid:
+            return orders.find_order(paid[0], lock=True)
     if notice.provider_ref:
         order = db.session.execute(_ORDER_BY_PROVIDER_REF,
                                    {"provider": provider, "provider_ref": notice.provider_ref}).scalar_one_or_none()
         if order is not None:
             return order
     return orders.find_order(notice.order_id, lock=True) if notice.order_id else None
+
+
+def _clean(text: str) -> str:
+    return _UNSTORABLE.sub("\ufffd", text)
+
+
+def _clean_json(value: Any) -> Any:
+    if isinstance(value, str):
+        return _clean(value)
+    if isinstance(value, dict):
+        return {_clean(str(key)): _clean_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean_json(item) for item in value]
+    return value
+
+
+def _storable(notice: Notice) -> Notice:
+    """The notice with every text field storable as text (see _UNSTORABLE)."""
+    texts = {name: _clean(value) for name in ("event_key", "event_type", "order_id", "provider_ref", "currency",
+                                              "provider_payment_id")
+             if isinstance(value := getattr(notice, name), str) and _UNSTORABLE.search(value)}
+    return dataclasses.replace(notice, details=_clean_json(notice.details), **texts)
+
+
+def _storable_delivery(delivery: Delivery) -> Delivery:
+    return dataclasses.replace(delivery, headers=_clean_json(delivery.headers))
+
+
+def read_notice(event: ProviderEvent, settings: Settings) -> Notice | None:
+    """The stored event as a Notice with its stored identity and order, or None when it cannot be read back."""
+    if event.provider not in registry.NAMES:
+        return None
+    try:
+        # The body was authenticated when it was received; no signature is checked again (the token or
+        # secret may have been rotated since, and the stored headers keep no Telegram secret).
+        notice = registry.plugin(event.provider).read_stored(event, settings)
+    except (GatewayError, ValueError, KeyError, TypeError) as exc:
+        logger.warning("a stored event could not be read back: %s", type(exc).__name__, extra={"event_id": event.id})
+        return None
+    if notice is None:
+        return None
+    # What was decided at receipt (identity, the order matched) stays as stored.
+    return dataclasses.replace(notice, event_key=event.event_key, order_id=event.claimed_order_id)
+
+
+def reprocess(event: ProviderEvent, settings: Settings, now: datetime) -> str:
+    """The same path a provider's retry takes: ingest finds the failed event and processes it again."""
+    notice = read_notice(event, settings)
+    if notice is None:
+        return f"skipped: no way to read back a {event.provider} {event.event_type} event"
+    delivery = Delivery(provider=event.provider, body=event.body, headers=event.headers,
+                        remote_addr=event.remote_addr, verification=event.verification)
+    return ingest(delivery, notice, settings, now).outcome
+
+
+_DUE_RETRIES = (select(ProviderEvent)
+                .where(ProviderEvent.provider == bindparam("provider"), ProviderEvent.status == ERROR,
+                       ProviderEvent.next_attempt_at <= bindparam("now", type_=ProviderEvent.next_attempt_at.type))
+                .order_by(ProviderEvent.next_attempt_at).limit(RETRY_BATCH))
+_GIVE_UP = (update(ProviderEvent.__table__)
+            .where(ProviderEvent.__table__.c.id == bindparam("event_id"), ProviderEvent.__table__.c.status == ERROR)
+            .values(next_attempt_at=None))
+
+
+def retry_failed(provider: str, settings: Settings, now: datetime) -> int:
+    """Process this provider's failed events again once their retry is due (the worker's periodic task).
+
+    After the last step of EVENT_RETRY_SCHEDULE an event stays failed with no retry due: the console and
+    GET /admin/events list it for a person, and /admin/orders/{orderId}/replay runs it again.
+    """
+    with transaction():
+        due = list(db.session.execute(_DUE_RETRIES, {"provider": provider, "now": now}).scalars())
+    settled = 0
+    for event in due:
+        outcome = reprocess(event, settings, now)
+        if outcome.startswith("skipped"):
+            with transaction():
+                db.session.connection().execute(_GIVE_UP, {"event_id": event.id})
+        settled += outcome not in (ERROR, DUPLICATE) and not outcome.startswith("skipped")
+        logger.info("%s event retried: %s", provider, outcome, extra={"event_id": event.id, "provider": provider})
+    return settled

@@ -47,7 +47,8 @@ class ProviderEvent(db.Model):
     """A verified inbound delivery, stored before it is acknowledged: the audit trail support reads."""
 
     __tablename__ = "provider_events"
-    __table_args__ = (UniqueConstraint("provider", "event_key"),)
+    __table_args__ = (UniqueConstraint("provider", "event_key"),
+                      Index("ix_provider_events_retry_due", "status", "next_attempt_at"))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     provider: Mapped[str] = mapped_column(String(16))
@@ -68,6 +69,8 @@ class ProviderEvent(db.Model):
     processing_attempts: Mapped[int] = mapped_column(Integer, default=0)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # A failed event is processed again automatically at this time; None once a person must look at it.
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     order: Mapped[Order | None] = relationship()
 

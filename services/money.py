@@ -5,6 +5,10 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 
 MAX_AMOUNT = Decimal("1000000000")
+# The finest amount any currency here has (crypto assets: 8 places).
+SMALLEST_UNIT = Decimal("1e-8")
+# A provider's amount longer than this is no amount: it is never handed to Decimal or the database.
+MAX_AMOUNT_TEXT = 40
 STARS = "XTR"
 # Crypto Pay assets; amounts in them may carry up to 8 decimal places.
 CRYPTO_ASSETS = frozenset({"USDT", "TON", "BTC", "ETH", "LTC", "BNB", "TRX", "USDC", "SOL", "DOGE", "NOT", "GRAM"})
@@ -34,14 +38,29 @@ def check_amount(amount: Decimal, currency: str) -> str | None:
 
 
 def parse_decimal(value: object) -> Decimal | None:
-    """A provider's amount (number or string, never float) as Decimal; None when it is not a number."""
+    """A provider's amount (number or string, never float) as Decimal; None when it is not a usable amount.
+
+    The bounds are those of /api/payment: a signed event may still carry `1e999999999`, which would make
+    SQLite write a billion digits and overflow PostgreSQL's NUMERIC; such an event is kept, its amount unusable.
+    """
     if isinstance(value, bool) or value is None:
         return None
+    text = str(value).strip()
+    if len(text) > MAX_AMOUNT_TEXT:
+        return None
     try:
-        amount = Decimal(str(value).strip())
+        amount = Decimal(text)
     except (InvalidOperation, ValueError):
         return None
-    return amount if amount.is_finite() else None
+    if not amount.is_finite():
+        return None
+    if amount.is_zero():
+        # 0E-999999999 is zero too, but written out in full it has a billion digits.
+        return Decimal(0)
+    # adjusted() reads the exponent without arithmetic, which would overflow for 1e999999999.
+    if not -9 <= amount.adjusted() <= 9 or abs(amount) > MAX_AMOUNT:
+        return None
+    return amount if amount == amount.quantize(SMALLEST_UNIT) else None
 
 
 def normalized(amount: Decimal) -> Decimal:

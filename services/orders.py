@@ -91,8 +91,12 @@ def get_order(order_id: str) -> Order:
     return order
 
 
-def change_status(order: Order, new_status: str, settings: Settings, now: datetime) -> bool:
-    """Move the order to new_status if the state machine allows it, and queue the announcements."""
+def change_status(order: Order, new_status: str, settings: Settings, now: datetime, *, announced: bool = True) -> bool:
+    """Move the order to new_status if the state machine allows it, and queue the announcements.
+
+    `announced=False` leaves announcing to the caller, who first adds what the announcement must show
+    (a paid order's purchase).
+    """
     if not can_transition(order.status, new_status):
         return False
     changes = {"status": new_status, "updated_at": now, "paid_at": now if new_status == PAID else order.paid_at}
@@ -103,7 +107,8 @@ def change_status(order: Order, new_status: str, settings: Settings, now: dateti
         raise RuntimeError(f"order {order.order_id!r} is not stored yet; flush it before changing its status")
     for key, value in changes.items():
         set_committed_value(order, key, value)
-    announce(order, settings, now)
+    if announced:
+        announce(order, settings, now)
     return True
 
 

@@ -39,11 +39,8 @@ def apply(event_pk: int | None, provider: str, notice: Notice, order: Order | No
         problem = payment_mismatch(notice, order, provider)
         if problem:
             return Settlement(MISMATCH, problem)
-        if not orders.change_status(order, orders.PAID, settings, now):
-            # A second, distinct payment for an order that is not awaiting one: money to give back.
-            return Settlement(CONFLICT)
-        grant(order, event_pk, settings, now)
-        return Settlement(PROCESSED)
+        # A second, distinct payment for an order that is not awaiting one: money to give back.
+        return Settlement(PROCESSED if pay(order, event_pk, settings, now) else CONFLICT)
     if notice.action == REFUNDED:
         problem = refund_mismatch(notice, order, provider)
         if problem:
@@ -56,13 +53,25 @@ def apply(event_pk: int | None, provider: str, notice: Notice, order: Order | No
     return Settlement(PROCESSED if changed else IGNORED)
 
 
+def pay(order: Order, event_pk: int | None, settings: Settings, now: datetime) -> bool:
+    """Mark the order paid and grant what it bought, then announce it (the event carries the purchase);
+    False when the order is not awaiting a payment."""
+    if not orders.change_status(order, orders.PAID, settings, now, announced=False):
+        return False
+    grant(order, event_pk, settings, now)
+    orders.announce(order, settings, now)
+    return True
+
+
 def payment_mismatch(notice: Notice, order: Order, provider: str) -> str | None:
     """Why this payment does not settle the order, or None when provider, amount and currency all match."""
     if provider != order.provider:
         return f"paid through {provider}, but the order was created for {order.provider}"
     if notice.currency is None or notice.currency.upper() != order.currency:
         return f"currency {notice.currency} does not match the order's {order.currency}"
-    if notice.amount is None or notice.amount != order.amount:
+    if notice.amount is None:
+        return "the payment's amount is missing or unusable"
+    if notice.amount != order.amount:
         return f"amount {notice.amount} does not match the order's {order.amount}"
     if notice.provider_ref and order.provider_ref and notice.provider_ref != order.provider_ref:
         return f"payment {notice.provider_ref} is not the one created for this order ({order.provider_ref})"
@@ -73,14 +82,17 @@ def refund_mismatch(notice: Notice, order: Order, provider: str) -> str | None:
     """Why this refund must not reverse the order, or None when the refunded payment is one that settled it.
 
     An order may have been paid twice (the second payment is stored as a conflict, money to give back);
-    refunding that second payment must not take back what the first one bought.
+    refunding that second payment must not take back what the first one bought. A refund of part of
+    the payment reverses nothing: what to take back for it is support's call.
     """
-    if notice.provider_payment_id is None:
-        return None
     if provider != order.provider:
         return f"refunded through {provider}, but the order was created for {order.provider}"
-    if order.order_id not in orders_paid_by(provider, notice.provider_payment_id):
+    if notice.provider_payment_id is not None and \
+            order.order_id not in orders_paid_by(provider, notice.provider_payment_id):
         return f"the refunded payment {notice.provider_payment_id} did not pay for this order"
+    if notice.amount is None or (notice.currency or "").upper() != order.currency or notice.amount != order.amount:
+        return (f"refunded {notice.amount} {notice.currency} of the {order.amount} {order.currency} paid: "
+                "not a full refund, so nothing was reversed")
     return None
 
 

@@ -11,7 +11,7 @@ from services import audit, outbox
 from services.db import db, transaction
 from services.models import DeliveryAttempt, Fulfilment, Order, OutboxMessage, ProviderEvent, Purchase
 from services.money import normalized
-from services.notices import NEEDS_REVIEW
+from services.notices import ERROR, NEEDS_REVIEW
 from services.orders import get_order
 
 SEARCH_LIMIT = 50
@@ -111,10 +111,17 @@ def _event(event: ProviderEvent) -> dict[str, Any]:
                "amount": f"{normalized(event.amount)} {event.currency}" if event.amount is not None else None,
                "paymentId": event.provider_payment_id, "eventKey": event.event_key,
                "processingAttempts": event.processing_attempts, "processedAt": event.processed_at,
-               "error": event.error}
+               "error": event.error, "automaticRetry": _automatic_retry(event)}
     return {"at": event.received_at, "kind": "event", "id": event.id,
             "title": f"{event.provider} {event.event_type}", "status": event.status,
             "needsReview": event.status in NEEDS_REVIEW, "details": _present(details)}
+
+
+def _automatic_retry(event: ProviderEvent) -> str | datetime | None:
+    """When a failed event is processed again by its worker, or that a person must now look at it."""
+    if event.status != ERROR:
+        return None
+    return event.next_attempt_at or "none left: replay the order once the cause is fixed"
 
 
 def _fulfilment(item: Fulfilment) -> dict[str, Any]:

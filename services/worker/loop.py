@@ -17,7 +17,7 @@ from typing import Callable
 
 from flask import current_app
 
-from services import orders, outbox
+from services import events, orders, outbox
 from services.providers import registry as providers
 from services.worker import registry, runtime
 from webhook_config import Settings
@@ -89,8 +89,8 @@ class PeriodicDuty:
 
 
 def duties_for(provider: str, ctx: Context) -> list[OutboxDuty | PeriodicDuty]:
-    """What each provider's worker does: deliver its channel, run its periodic tasks, then expire its unpaid
-    orders (reconciliation runs before expiry, so a missed payment wins)."""
+    """What each provider's worker does: deliver its channel, run its periodic tasks, retry its failed events,
+    then expire its unpaid orders (reconciliation and retries run before expiry, so a missed payment wins)."""
     if provider in outbox.CORE_CHANNELS:
         return [OutboxDuty(provider, ctx)]
     if provider not in providers.NAMES:
@@ -98,6 +98,7 @@ def duties_for(provider: str, ctx: Context) -> list[OutboxDuty | PeriodicDuty]:
     plugin = providers.plugin(provider)
     duties: list[OutboxDuty | PeriodicDuty] = [OutboxDuty(provider, ctx)] if plugin.handlers else []
     duties += [PeriodicDuty(f"{kind}:{provider}", task) for kind, task in plugin.periodic(ctx.settings).items()]
+    duties.append(PeriodicDuty(f"retry:{provider}", lambda s, now: events.retry_failed(provider, s, now)))
     duties.append(PeriodicDuty(f"expire:{provider}", lambda s, now: orders.expire_orders(provider, s, now)))
     return duties
 

@@ -12,7 +12,7 @@ from unittest import mock
 
 import pytest
 
-from services import admin, notices, orders
+from services import events, notices, orders
 from services.providers.cryptobot import inbound as cryptobot_service
 from services.audit import AuditLog
 from services.db import db, transaction
@@ -175,7 +175,7 @@ def test_reading_back_a_telegram_refund_leaves_the_callers_transaction_open(tele
         refund = db.session.execute(db.select(ProviderEvent)
                                     .where(ProviderEvent.event_type == "refunded_payment")).scalar_one()
         orders.find_order("order-45", lock=True).status = orders.CANCELLED
-        notice = admin.read_notice(refund, received.config["SETTINGS"])
+        notice = events.read_notice(refund, received.config["SETTINGS"])
         db.session.rollback()
     assert (notice.action, notice.order_id) == (notices.REFUNDED, "order-45")
     assert status(client, "order-45")["status"] == "refunded"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from decimal import Decimal
 
 import pytest
@@ -13,6 +14,7 @@ from services.db import db
 from services.models import Order, ProviderEvent
 from services.providers.bmc import protocol as bmc
 from tests.conftest import AUTH
+from tests.support.admin import ADMIN, ADMIN_KEY
 from tests.helpers import (assert_error, assert_processed_once, assert_settled_once, balance, create, post_concurrently,
                            status)
 from tests.providers.bmc.test_protocol import LEGACY_BODY, SECRET, VECTOR_BODY, VECTOR_SIGNATURE
@@ -24,7 +26,7 @@ PARALLEL = 30
 
 @pytest.fixture
 def bmc_env() -> dict[str, str]:
-    return {"BMC_WEBHOOK_SECRET": SECRET, "BMC_PAGE_URL": PAGE}
+    return {"BMC_WEBHOOK_SECRET": SECRET, "BMC_PAGE_URL": PAGE, "ADMIN_API_KEY": ADMIN_KEY}
 
 
 @pytest.fixture
@@ -328,3 +330,50 @@ def test_refund_of_another_payment_naming_the_order_reverses_nothing(bmc_client,
     assert outcome(bmc_client, refund) == "conflict"
     assert status(bmc_client, "order-43")["status"] == "paid" and balance(bmc_client, 9) == 50
     assert events(bmc_app)[-1].error == "the refunded payment pi_other did not pay for this order"
+
+
+def assign(app, event_id: int, order_id: str):
+    return app.test_client().post(f"/admin/events/{event_id}/assign", json={"orderId": order_id}, headers=ADMIN)
+
+
+def test_refund_of_a_payment_support_assigned_reverses_the_order_once(bmc_client, bmc_app):
+    order(bmc_client, telegramId=9, credit=50)
+    # The buyer forgot the orderId: support assigns the payment, then the creator refunds it.
+    assert outcome(bmc_client, event_body(event_id=1, message="thanks!", support_note="thanks!")) == "unmatched"
+    assert assign(bmc_app, events(bmc_app)[0].id, "order-43").status_code == 200
+    assert balance(bmc_client, 9) == 50
+    refund = event_body("donation.refunded", event_id=2, transaction_id="pi_1", refunded="true",
+                        message="", support_note="")
+    assert outcome(bmc_client, refund) == "processed"
+    assert deliver(bmc_client, refund).get_json()["outcome"] == "duplicate"
+    assert status(bmc_client, "order-43")["status"] == "refunded" and balance(bmc_client, 9) == 0
+
+
+def test_a_partial_refund_is_flagged_not_applied(bmc_client, bmc_app):
+    order(bmc_client, telegramId=9, credit=50)
+    assert outcome(bmc_client, event_body(event_id=1)) == "processed"
+    refund = event_body("donation.refunded", event_id=2, transaction_id="pi_1", amount=2, refunded="true")
+    assert outcome(bmc_client, refund) == "conflict"
+    assert status(bmc_client, "order-43")["status"] == "paid" and balance(bmc_client, 9) == 50
+    assert "2" in events(bmc_app)[-1].error and "5" in events(bmc_app)[-1].error
+
+
+@pytest.mark.parametrize("amount", ["1e999999999", "-1e999999999", "1e-999999999", "12345678901234567890"])
+def test_an_unusable_amount_is_stored_and_flagged_at_once(bmc_client, bmc_app, amount):
+    order(bmc_client, telegramId=9, credit=50)
+    body = event_body(event_id=1).replace(b'"amount":5', b'"amount":' + amount.encode())
+    started = time.monotonic()
+    assert outcome(bmc_client, body) == "mismatch"
+    assert time.monotonic() - started < 1
+    [event] = events(bmc_app)
+    assert event.amount is None and event.body == body and "amount" in event.error
+    assert status(bmc_client, "order-43")["status"] == "pending" and balance(bmc_client, 9) == 0
+
+
+def test_a_lone_surrogate_in_the_message_is_stored_not_refused(bmc_client, bmc_app):
+    order(bmc_client, telegramId=9, credit=50)
+    body = event_body(event_id=1, message="order-43 \\ud800 thanks", support_note="x").replace(b"\\\\ud800", b"\\ud800")
+    assert b"\\ud800" in body and b"\\\\" not in body
+    assert outcome(bmc_client, body) == "processed"
+    [event] = events(bmc_app)
+    assert event.body == body and balance(bmc_client, 9) == 50

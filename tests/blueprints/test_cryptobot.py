@@ -321,3 +321,17 @@ def test_concurrent_duplicate_deliveries_credit_once(app, base_env, cryptopay, t
         assert_processed_once(post_concurrently(f"{live.url}{URL}", body, headers, PARALLEL))
         assert requests.get(f"{live.url}/api/balance/77", headers=AUTH, timeout=10).json()["balance"] == 500
     assert_settled_once(app)
+
+
+@pytest.mark.parametrize("field, value", [("paid_asset", "US\x00DT"), ("comment", "thanks \x00"),
+                                          ("payload", "order-1\x00"), ("status", "pa\x00id")])
+def test_a_nul_inside_a_signed_update_is_stored_and_flagged(crypto_client, crypto_app, cryptopay, field, value):
+    invoice_id = create_invoice(crypto_client, telegramId=7, credit=10).get_json()["invoiceId"]
+    invoice = {**cryptopay.invoice(invoice_id), "status": "paid", "paid_asset": "USDT", "paid_amount": "1.5",
+               field: value}
+    body = update_body(invoice)
+    response = deliver(crypto_client, body)
+    assert response.status_code == 200, response.get_json()
+    [event] = events(crypto_app)
+    assert event.body == body
+    assert "\x00" not in json.dumps(event.details) + event.event_key + (event.currency or "")

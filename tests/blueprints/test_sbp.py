@@ -195,3 +195,24 @@ def test_refund_of_a_payment_that_did_not_settle_the_order_reverses_nothing(tban
     notify(tbank_client, tbank.notification(payment_id, "REFUNDED"))
     assert status(tbank_client)["status"] == "refunded"
     assert balance(tbank_client, 7) == 0
+
+
+def test_an_unsuccessful_confirmed_never_blocks_the_successful_one(tbank_client, tbank, tbank_app):
+    create(tbank_client, telegramId=7, credit=100)
+    payment_id = tbank.payment_by_order("order-1")["PaymentId"]
+    failed = tbank.notification(payment_id, "CONFIRMED", Success=False, ErrorCode="1051")
+    assert notify(tbank_client, failed).get_data() == b"OK"
+    assert status(tbank_client)["status"] == "pending"
+    assert notify(tbank_client, tbank.notification(payment_id, "CONFIRMED")).get_data() == b"OK"
+    assert status(tbank_client)["status"] == "paid" and balance(tbank_client, 7) == 100
+    assert [event.status for event in events(tbank_app)] == ["ignored", "processed"]
+
+
+def test_a_partial_refund_is_flagged_for_support(tbank_client, tbank, tbank_app):
+    create(tbank_client, amount="100", telegramId=7, credit=100)
+    payment_id = tbank.payment_by_order("order-1")["PaymentId"]
+    notify(tbank_client, tbank.notification(payment_id, "CONFIRMED"))
+    notify(tbank_client, tbank.notification(payment_id, "REFUNDED", Amount=4000))
+    assert status(tbank_client)["status"] == "paid" and balance(tbank_client, 7) == 100
+    refund = events(tbank_app)[-1]
+    assert refund.status == "conflict" and "40" in refund.error

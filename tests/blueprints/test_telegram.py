@@ -348,3 +348,12 @@ def test_concurrent_duplicate_payments_credit_once(app, client, base_env, telegr
         assert db.session.execute(db.select(db.func.count()).select_from(ProviderEvent)
                                   .where(ProviderEvent.event_key.like("charge:%"))).scalar_one() == 1
         assert db.session.execute(db.select(Order.status).where(Order.order_id == "order-live")).scalar_one() == "paid"
+
+
+def test_a_refund_of_part_of_the_stars_is_flagged_not_a_full_reversal(client, app):
+    create_stars(client)
+    send(client, SUCCESSFUL_PAYMENT)
+    partial = changed(REFUNDED_PAYMENT, "refunded_payment", total_amount=1)
+    assert send(client, partial).get_json()["outcome"] == "conflict"
+    assert status(client, "order-45")["status"] == "paid" and balance(client, BUYER) == 500
+    assert "1" in event(app, "refund:stxAbCdEf0123456789").error

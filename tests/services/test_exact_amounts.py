@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 import requests
 
-from services import admin
+from services import events
 from services.errors import MalformedPayload, ProviderUnavailable
 from services.models import ProviderEvent
 from services.providers.sbp import protocol as tbank
@@ -77,13 +77,17 @@ def stored_event(provider: str, body: str, verification: str = "valid") -> Provi
                          verification=verification, claimed_order_id="order-1")
 
 
+# Within the bounds of an amount (8 places, at most 10**9), yet no float can hold it: 1e9 as a float.
+PRECISE_AMOUNT = "999999999.99999999"
+
+
 def test_a_stored_bmc_event_reads_back_with_its_exact_amount(app):
     body = (f'{{"type": "donation.created", "live_mode": true, "event_id": 7, '
-            f'"data": {{"amount": {PRECISE}, "currency": "USD", "message": "order-1"}}}}')
-    notice = admin.read_notice(stored_event("bmc", body), app.config["SETTINGS"])
-    assert notice.amount == Decimal(PRECISE)
+            f'"data": {{"amount": {PRECISE_AMOUNT}, "currency": "USD", "message": "order-1"}}}}')
+    notice = events.read_notice(stored_event("bmc", body), app.config["SETTINGS"])
+    assert notice.amount == Decimal(PRECISE_AMOUNT) != Decimal(float(PRECISE_AMOUNT))
 
 
 def test_a_stored_tbank_notification_with_a_fractional_amount_is_not_read_as_a_payment(app):
     body = '{"PaymentId": 1, "Status": "CONFIRMED", "Success": true, "Amount": 10000.5}'
-    assert admin.read_notice(stored_event("sbp", body), app.config["SETTINGS"]) is None
+    assert events.read_notice(stored_event("sbp", body), app.config["SETTINGS"]) is None

@@ -85,12 +85,20 @@ def test_normalized_round_trips_without_exponent_or_trailing_zeros(amount):
     assert str(normalized(Decimal(text))) == text
 
 
+def _usable(value: Decimal) -> bool:
+    """Within the bounds every amount keeps: at most MAX_AMOUNT, at most 8 decimal places."""
+    return value.is_finite() and (value.is_zero() or -9 <= value.adjusted() <= 9 and abs(value) <= MAX_AMOUNT
+                                  and value == value.quantize(Decimal("1e-8")) and len(str(value)) <= 40)
+
+
 @DETERMINISTIC
 @given(st.one_of(amounts, st.integers(), st.text(), st.booleans(), st.none(), st.floats(allow_nan=True)))
 def test_parse_decimal_never_raises_and_keeps_numbers_exact(value):
     parsed = parse_decimal(value)
-    if isinstance(value, Decimal):
+    if isinstance(value, Decimal) and _usable(value):
         assert parsed == value
+    assert parsed is None or not isinstance(value, Decimal) or parsed == value
+    assert parsed is None or (abs(parsed) <= MAX_AMOUNT and parsed == parsed.quantize(Decimal("1e-8")))
     if isinstance(value, bool) or value is None:
         assert parsed is None
     assert parsed is None or parsed.is_finite()

@@ -69,10 +69,13 @@ def notice_from_notification(payload: dict[str, Any]) -> Notice:
     except (KeyError, TypeError, ValueError):
         raise MalformedPayload("The notification lacks PaymentId, Status or an integer Amount.") from None
     action = STATUS_ACTIONS.get(status, IGNORE)
+    event_key = f"{payment_id}:{status}"
     if action == PAID and payload.get("Success") is not True:
+        # Stored apart from the real CONFIRMED, which must not be taken for its repeat.
         action = IGNORE
+        event_key = f"{event_key}:unsuccessful:{payload.get('ErrorCode')}"[:200]
     return Notice(
-        event_key=f"{payment_id}:{status}",
+        event_key=event_key,
         event_type=status,
         action=action,
         order_id=str(payload["OrderId"]) if payload.get("OrderId") is not None else None,
