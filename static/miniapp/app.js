@@ -22,8 +22,10 @@
     return node;
   }
 
+  // Amounts arrive as exact JSON numbers; roubles are shown with their kopecks (49.9 → 49.90).
   function money(amount, currency) {
-    return amount + " " + (SYMBOLS[currency] || currency);
+    var shown = currency === "RUB" && !Number.isInteger(amount) ? amount.toFixed(2) : String(amount);
+    return shown + " " + (SYMBOLS[currency] || currency);
   }
 
   function date(iso) {
