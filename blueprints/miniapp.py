@@ -17,7 +17,7 @@ SCHEME = "tma"
 # Telegram's web clients show the Mini App in a frame; nothing else may. The page loads only
 # our files and Telegram's WebApp script, and talks only to us.
 PAGE_POLICY = ("default-src 'none'; script-src 'self' https://telegram.org; style-src 'self'; "
-               "img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; "
+               "img-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'none'; "
                "frame-ancestors https://web.telegram.org https://*.telegram.org")
 order_request_schema = MiniAppOrderRequestSchema()
 catalog_schema = MiniAppCatalogSchema()

@@ -53,7 +53,8 @@
     var response = await fetch(url, init);
     var body = await response.json();
     if (!response.ok) {
-      throw new Error(body.error && body.error.message ? body.error.message : "Request failed (" + response.status + ")");
+      var message = body.error && body.error.message;
+      throw new Error(message || "Request failed (" + response.status + ")");
     }
     return body;
   }
@@ -62,7 +63,6 @@
     var parts = [];
     if (product.subscription) parts.push(product.subscription.days + " days of " + product.subscription.plan);
     if (product.credit) parts.push("+" + product.credit + " " + catalog.unit);
-    if (product.recurring) parts.push("renews monthly with Stars");
     return parts.join(" · ");
   }
 

@@ -18,6 +18,7 @@ from services.db import transaction
 from services.models import Purchase
 from tests.blueprints.test_console_browser import ARTIFACTS, browser, chromium_path  # noqa: F401 (fixtures)
 from tests.conftest import AUTH
+from tests.fakes.telegram import FakeTelegram
 from tests.support.live import LiveServer
 from tests.support.miniapp import BOT_TOKEN, buyer_init_data, write_catalog
 
@@ -49,8 +50,16 @@ def web_app_stub(init_data: str) -> str:
 
 
 @pytest.fixture
-def env(base_env, tmp_path) -> dict[str, str]:
-    return {**base_env, "TELEGRAM_BOT_TOKEN": BOT_TOKEN, "CATALOG_FILE": write_catalog(tmp_path)}
+def bot_api():
+    """The Bot API for Stars invoices, answering for the test bot's token."""
+    with FakeTelegram(BOT_TOKEN) as server:
+        yield server
+
+
+@pytest.fixture
+def env(base_env, tmp_path, bot_api) -> dict[str, str]:
+    return {**base_env, "TELEGRAM_BOT_TOKEN": BOT_TOKEN, "TELEGRAM_API_URL": bot_api.api_url,
+            "CATALOG_FILE": write_catalog(tmp_path)}
 
 
 @pytest.fixture
@@ -67,15 +76,21 @@ def live(app, env, tmp_path):
         yield server
 
 
-def test_buyer_pays_with_sbp_and_sees_the_order_paid(app, live, browser):  # noqa: F811 (fixture)
-    ARTIFACTS.mkdir(exist_ok=True)
+def phone(browser, init_data: str):  # noqa: F811 (fixture)
+    """A phone-sized page whose Telegram.WebApp is the stub, handing the page `init_data`."""
     page = browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True)
     page.set_default_timeout(15000)
+    stub = web_app_stub(init_data)
+    page.route(WEB_APP_SCRIPT, lambda route: route.fulfill(status=200, content_type="text/javascript", body=stub))
+    return page
+
+
+def test_buyer_pays_with_sbp_and_sees_the_order_paid(app, live, browser):  # noqa: F811 (fixture)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = phone(browser, buyer_init_data(BUYER, int(time.time())))
     page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live.url)
     console = []
     page.on("console", lambda message: console.append(message.text))
-    stub = web_app_stub(buyer_init_data(BUYER, int(time.time())))
-    page.route(WEB_APP_SCRIPT, lambda route: route.fulfill(status=200, content_type="text/javascript", body=stub))
 
     response = page.goto(f"{live.url}/miniapp/")
     assert "frame-ancestors https://web.telegram.org" in response.headers["content-security-policy"]
@@ -118,3 +133,24 @@ def test_buyer_pays_with_sbp_and_sees_the_order_paid(app, live, browser):  # noq
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     assert not [text for text in console if "Content Security Policy" in text]
     page.screenshot(path=str(ARTIFACTS / "miniapp-paid.png"), full_page=True)
+
+
+def test_stars_open_telegrams_invoice(live, browser, bot_api):  # noqa: F811 (fixture)
+    page = phone(browser, buyer_init_data(BUYER, int(time.time())))
+    page.goto(f"{live.url}/miniapp/")
+    with page.expect_response(lambda answer: answer.url.endswith("/miniapp/api/orders")) as answered:
+        page.click("article[data-product-id='vpn-30'] button[data-provider='telegram']")
+    order = answered.value.json()
+    assert bot_api.invoice_links[order["invoiceLink"]]["amount"] == 100
+    page.wait_for_selector(f"li[data-order-id='{order['orderId']}'] .status.pending")
+    assert ["openInvoice", order["invoiceLink"]] in page.evaluate("window.__calls")
+    assert page.is_hidden("#payment")
+
+
+def test_outside_telegram_the_page_says_where_to_open_it(live, browser):  # noqa: F811 (fixture)
+    page = phone(browser, "")
+    requests_made = []
+    page.on("request", lambda request: requests_made.append(request.url))
+    page.goto(f"{live.url}/miniapp/")
+    page.wait_for_selector("#notice.error:has-text('Open this page from the bot in Telegram.')")
+    assert not [url for url in requests_made if "/miniapp/api/" in url]
