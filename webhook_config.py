@@ -11,6 +11,8 @@ from typing import Mapping
 
 from dotenv import dotenv_values
 
+from services.miniapp.catalog import Catalog, CatalogError, load_catalog
+
 MIN_SECRET_LENGTH = 32
 DEFAULT_RETRY_SCHEDULE = (5, 300, 1800, 7200, 18000, 36000, 36000)
 # A stored event whose processing failed (a bug, a data surprise) is tried again for about 8 hours.
@@ -68,6 +70,10 @@ class Settings:
     console_lockout_attempts: int = 5
     console_lockout_seconds: int = 900
     console_session_seconds: int = 43200
+
+    catalog: Catalog | None = field(default=None, repr=False)
+    miniapp_auth_max_age: int = 86400
+    miniapp_bot_ids: tuple[int, ...] = ()
 
     credit_unit: str = "NDN"
     order_ttl_seconds: int = 900
@@ -162,6 +168,23 @@ def _json_object(env: Mapping[str, str], name: str, default: dict) -> dict:
     return value
 
 
+def _bot_ids(env: Mapping[str, str], name: str) -> tuple[int, ...]:
+    ids = _list(env, name)
+    if not all(item.isascii() and item.isdigit() and int(item) > 0 for item in ids):
+        raise ConfigError(f"{name} must be comma-separated bot ids (the digits before ':' in a bot token)")
+    return tuple(int(item) for item in ids)
+
+
+def _catalog(env: Mapping[str, str], name: str) -> Catalog | None:
+    path = _text(env, name)
+    if not path:
+        return None
+    try:
+        return load_catalog(Path(path))
+    except CatalogError as exc:
+        raise ConfigError(f"{name} {path}: {exc}") from None
+
+
 def _connections_in_use(env: Mapping[str, str]) -> int:
     """Connections one process may hold at once: a request per gunicorn thread, the bulk panel refresh's
     parallel calls, and a read outside the request's session (GET /api/status)."""
@@ -213,6 +236,9 @@ def load_settings(environ: Mapping[str, str], instance_path: Path) -> Settings:
         console_lockout_attempts=_int(env, "CONSOLE_LOCKOUT_ATTEMPTS", 5, minimum=1),
         console_lockout_seconds=_int(env, "CONSOLE_LOCKOUT_SECONDS", 900, minimum=1),
         console_session_seconds=_int(env, "CONSOLE_SESSION_SECONDS", 43200, minimum=60),
+        catalog=_catalog(env, "CATALOG_FILE"),
+        miniapp_auth_max_age=_int(env, "MINIAPP_AUTH_MAX_AGE", 86400, minimum=1),
+        miniapp_bot_ids=_bot_ids(env, "MINIAPP_BOT_IDS"),
         credit_unit=_text(env, "CREDIT_UNIT", "NDN"),
         order_ttl_seconds=_int(env, "ORDER_TTL_SECONDS", 900, minimum=1),
         max_body_bytes=_int(env, "MAX_BODY_BYTES", 65536, minimum=1024),
@@ -257,6 +283,9 @@ def _validate(settings: Settings) -> None:
     if settings.panel_type == "marzban":
         _require(settings, ("MARZBAN_URL", "MARZBAN_USERNAME", "MARZBAN_PASSWORD"), "PANEL_TYPE=marzban")
         _require(settings, ("MARZBAN_PROXIES",), "PANEL_TYPE=marzban")
+    if settings.catalog is not None and not (settings.telegram_bot_token or settings.miniapp_bot_ids):
+        raise ConfigError("TELEGRAM_BOT_TOKEN or MINIAPP_BOT_IDS is required when CATALOG_FILE is set "
+                          "(the Mini App's init data is checked with one of them)")
     if settings.telegram_webhook_secret and not _is_telegram_secret(settings.telegram_webhook_secret):
         raise ConfigError("TELEGRAM_WEBHOOK_SECRET must be 1-256 characters of A-Z, a-z, 0-9, _ and -")
     if settings.production:

@@ -31,7 +31,7 @@ from services.schemas import MAX_TELEGRAM_ID, ORDER_ID_PATTERN, Amount
 TITLE = "Payment webhook gateway"
 VERSION = "1.0.0"
 OPENAPI_VERSION = "3.0.3"
-API_TOKEN, ADMIN_KEY = "apiToken", "adminKey"
+API_TOKEN, ADMIN_KEY, INIT_DATA = "apiToken", "adminKey", "miniAppInitData"
 IGNORED_METHODS = frozenset({"HEAD", "OPTIONS"})
 # Row ids are INTEGER columns.
 
@@ -41,12 +41,13 @@ NOT_JSON = (
     re.compile(r"^/static/"),
     re.compile(r"^/api/docs(/|$)"),
     re.compile(r"^/metrics$"),
+    re.compile(r"^/miniapp/$"),
     re.compile(r"/qr\.(png|svg|\{fmt\})$"),
 )
 
 ERRORS: dict[int, str] = {
     400: "The body is not valid JSON, or not the JSON object the endpoint expects.",
-    401: "Missing or wrong credentials: the bearer token, or the provider's signature.",
+    401: "Missing or wrong credentials: the bearer token, the provider's signature, or the Mini App's init data.",
     404: "No such resource (or a path parameter of the wrong form).",
     409: "The orderId already exists with different terms.",
     413: "The body is larger than MAX_BODY_BYTES.",
@@ -146,6 +147,19 @@ CORE_OPERATIONS: dict[tuple[str, str], Operation] = {
                     "an amount mismatch)."),
     ("GET", "/admin/purchases/{purchase_id}"): Operation(
         "A purchase with its orders", "admin", "PurchaseSchema", security=ADMIN_KEY),
+    ("GET", "/miniapp/api/catalog"): Operation(
+        "The Mini App's products", "miniapp", "MiniAppCatalogSchema", security=INIT_DATA,
+        description="The products of CATALOG_FILE; 503 when it is not set."),
+    ("GET", "/miniapp/api/me"): Operation(
+        "The Mini App buyer's balance, subscription and last orders", "miniapp", "MiniAppBuyerSchema",
+        security=INIT_DATA, description="Only the buyer the init data names: their balance, the subscription "
+                                        "that runs longest, and their last 20 orders, newest first."),
+    ("POST", "/miniapp/api/orders"): Operation(
+        "Buy a product of the catalogue", "miniapp", "PaymentResponseSchema", security=INIT_DATA,
+        body="MiniAppOrderRequestSchema", status=201, errors=(502,),
+        description="Creates the payment for the buyer the init data names, at the catalogue's price, with the "
+                    "product's credit and subscription; any other field sent is ignored. The answer is POST "
+                    "/api/payment's."),
 }
 
 
@@ -229,6 +243,9 @@ def _components(spec: APISpec) -> None:
                                                 "description": "One of the tokens in WEBHOOK_API_TOKEN."})
     spec.components.security_scheme(ADMIN_KEY, {"type": "http", "scheme": "bearer",
                                                 "description": "One of the keys in ADMIN_API_KEY."})
+    spec.components.security_scheme(INIT_DATA, {
+        "type": "apiKey", "in": "header", "name": "Authorization",
+        "description": "`tma <initData>`: Telegram.WebApp.initData, signed by Telegram (PROTOCOLS.md §10)."})
     spec.components.header("RequestId", {"description": "The request id, taken from the request when given.",
                                          "required": True, "schema": {"type": "string"}})
     for status, text in ERRORS.items():

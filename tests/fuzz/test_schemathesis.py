@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
@@ -21,6 +23,7 @@ from schemathesis.specs.openapi.checks import (
 from services.openapi import build_spec
 from tests.conftest import API_TOKEN, AUTH
 from tests.helpers import assert_error
+from tests.support.miniapp import buyer_init_data, write_catalog
 from webhook_app import create_app
 
 ADMIN_KEY = "test-admin-key-0123456789abcdef0123456789"
@@ -48,9 +51,10 @@ schema.app = CURRENT
 
 
 @pytest.fixture
-def fuzz_app(make_app, cryptopay, telegram, marzban):
+def fuzz_app(make_app, cryptopay, telegram, marzban, tmp_path):
     """Every provider configured (fakes on 127.0.0.1), so webhooks answer 401 to unsigned bodies rather than 503."""
     app = make_app(
+        CATALOG_FILE=write_catalog(tmp_path),
         ADMIN_API_KEY=ADMIN_KEY, TBANK_TERMINAL_KEY="TinkoffBankTest", TBANK_PASSWORD="TinkoffBankTest",
         CRYPTOBOT_TOKEN=cryptopay.token, CRYPTOBOT_API_URL=cryptopay.api_url,
         TELEGRAM_BOT_TOKEN=telegram.bot_token, TELEGRAM_API_URL=telegram.api_url,
@@ -64,8 +68,11 @@ def fuzz_app(make_app, cryptopay, telegram, marzban):
 
 
 def credentials(case) -> dict[str, str]:
-    """The bearer the operation asks for: the API token or the admin key."""
+    """What the operation asks for: the API token, the admin key, or Mini App init data signed for the bot."""
     security = case.operation.definition.raw.get("security") or [{}]
+    if "miniAppInitData" in security[0]:
+        bot_token = CURRENT.app.config["SETTINGS"].telegram_bot_token
+        return {"Authorization": f"tma {buyer_init_data(4242, int(time.time()), bot_token)}"}
     token = ADMIN_KEY if "adminKey" in security[0] else API_TOKEN
     return {"Authorization": f"Bearer {token}"}
 
