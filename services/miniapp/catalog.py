@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from services.money import CRYPTO_ASSETS, ISO_FIAT, STARS, check_amount
+from services.providers import registry
+from services.providers.base import AMOUNT_AND_CURRENCY_PRICE, RUB_PRICE, STARS_PRICE
 
-# The providers a product may be priced in, in the order buy buttons are shown.
-PROVIDERS = ("sbp", "yookassa", "telegram", "cryptobot")
 RUB = "RUB"
 STARS_SUBSCRIPTION_DAYS = 30
 MAX_CREDIT = 10**12
@@ -152,22 +152,29 @@ def _flag(value: Any, field: str) -> bool:
     return value
 
 
+def priced_providers() -> tuple[str, ...]:
+    """The providers a product may be priced in, in the registry's order (the order of the buy buttons)."""
+    return tuple(plugin.name for plugin in registry.plugins() if plugin.catalog_price is not None)
+
+
 def _prices(value: Any) -> tuple[Price, ...]:
+    providers = priced_providers()
     if not isinstance(value, dict) or not value:
-        raise CatalogError(f"prices must be a table with at least one of {', '.join(PROVIDERS)}")
-    unknown = sorted(set(value) - set(PROVIDERS))
+        raise CatalogError(f"prices must be a table with at least one of {', '.join(providers)}")
+    unknown = sorted(set(value) - set(providers))
     if unknown:
-        raise CatalogError(f"prices.{unknown[0]} is not a provider a product can be priced in ({', '.join(PROVIDERS)})")
-    return tuple(_price(provider, value[provider]) for provider in PROVIDERS if provider in value)
+        raise CatalogError(f"prices.{unknown[0]} is not a provider a product can be priced in ({', '.join(providers)})")
+    return tuple(_price(provider, value[provider]) for provider in providers if provider in value)
 
 
 def _price(provider: str, value: Any) -> Price:
     field = f"prices.{provider}"
-    if provider == "telegram":
+    kind = registry.plugin(provider).catalog_price
+    if kind == STARS_PRICE:
         if not _is_int(value) or value <= 0:
             raise CatalogError(f"{field} must be a whole number of Stars, such as 100")
         return Price(provider, Decimal(value), STARS)
-    if provider == "cryptobot":
+    if kind == AMOUNT_AND_CURRENCY_PRICE:
         if not isinstance(value, dict) or set(value) != {"amount", "currency"}:
             raise CatalogError(f"{field} must be a table of amount and currency, e.g. "
                                "{ amount = \"2.5\", currency = \"USDT\" }")
@@ -198,8 +205,9 @@ def _check_consistent(product: Product) -> None:
         if product.subscription is None or product.subscription.days != STARS_SUBSCRIPTION_DAYS:
             raise CatalogError(f"recurring needs a subscription of exactly {STARS_SUBSCRIPTION_DAYS} days "
                                "(Telegram renews Stars subscriptions every 30 days)")
-        if product.price("telegram") is None:
-            raise CatalogError("recurring needs a telegram price (only Stars subscriptions renew)")
+        renewing = [plugin.name for plugin in registry.plugins() if plugin.renews]
+        if not any(product.price(name) for name in renewing):
+            raise CatalogError(f"recurring needs a {' or '.join(renewing)} price (only Stars subscriptions renew)")
 
 
 def _is_int(value: Any) -> bool:

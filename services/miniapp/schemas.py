@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import EXCLUDE, Schema, fields, validate
 
-from services.miniapp.catalog import PROVIDERS
+from services.providers import registry
 from services.schemas import Amount, OrderStatusSchema, SubscriptionSchema, UTCTimestamp
 
 
@@ -16,11 +16,11 @@ class MiniAppOrderRequestSchema(Schema):
         unknown = EXCLUDE
 
     product_id = fields.String(required=True, data_key="productId", validate=validate.Length(1, 64))
-    provider = fields.String(required=True, validate=validate.OneOf(PROVIDERS))
+    provider = fields.String(required=True, validate=validate.OneOf(registry.NAMES))
 
 
 class MiniAppPriceSchema(Schema):
-    provider = fields.String(required=True, validate=validate.OneOf(PROVIDERS))
+    provider = fields.String(required=True, validate=validate.OneOf(registry.NAMES))
     amount = Amount(required=True)
     currency = fields.String(required=True)
 

@@ -7,8 +7,6 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
-from webhook_config import Settings
-
 if TYPE_CHECKING:
     from click import Group
 
@@ -17,6 +15,7 @@ if TYPE_CHECKING:
     from services.openapi import Operation
     from services.outbox import Handler
     from services.samples import SampleOrder, SampleRequest
+    from webhook_config import Settings
 
 
 @dataclass(frozen=True)
@@ -52,7 +51,11 @@ class PaymentProvider(Protocol):
 
 
 # A worker's periodic task (reconciliation): runs with the settings and the time, returns how much it settled.
-PeriodicTask = Callable[[Settings, datetime], int]
+PeriodicTask = Callable[["Settings", datetime], int]
+
+# How a product of the Mini App catalogue is priced in a provider (CATALOG_FILE's `prices.<name>`):
+# a decimal string in roubles, a whole number of Stars, or a table of amount and currency.
+RUB_PRICE, STARS_PRICE, AMOUNT_AND_CURRENCY_PRICE = "rub", "stars", "amount_and_currency"
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,8 @@ class ProviderPlugin:
     samples: builders of correctly signed sample webhooks, by the name the CLI offers.
     commands: the provider's `flask --app wsgi <name> …` command group, if it has one.
     operations: the OpenAPI description of the provider's own routes, by (method, path).
+    catalog_price: how the Mini App catalogue prices a product in this provider; None: not sold there.
+    renews: the provider charges subscriptions again by itself (Stars subscriptions).
     """
 
     name: str
@@ -86,3 +91,5 @@ class ProviderPlugin:
     samples: dict[str, Callable[[SampleOrder, Settings, datetime], SampleRequest]] = field(default_factory=dict)
     commands: Group | None = None
     operations: dict[tuple[str, str], Operation] = field(default_factory=dict)
+    catalog_price: str | None = None
+    renews: bool = False

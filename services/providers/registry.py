@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from functools import cache
 from importlib import import_module
+from typing import TYPE_CHECKING
 
 from services.errors import NotConfigured
 from services.providers.base import Notifier, PaymentProvider, ProviderPlugin
-from webhook_config import Settings
+
+if TYPE_CHECKING:
+    from webhook_config import Settings
 
 # Each name is a package services/providers/<name>/ whose __init__.py defines PLUGIN (a ProviderPlugin).
 # Packages are imported on first use, so this module is cheap to import from anywhere.
@@ -30,7 +33,7 @@ def plugins() -> list[ProviderPlugin]:
     return [plugin(name) for name in NAMES]
 
 
-def payment_provider(name: str, settings: Settings) -> PaymentProvider:
+def payment_provider(name: str, settings: "Settings") -> PaymentProvider:
     """The configured provider that creates payments; NotConfigured (503) for an unknown or unconfigured one."""
     if name not in NAMES:
         raise NotConfigured(f"Payment provider {name!r} is not available.")

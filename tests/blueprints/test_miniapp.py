@@ -125,8 +125,8 @@ def test_catalogue_lists_products_with_their_prices(client, clock):
     assert vpn["subscription"] == {"plan": "vpn", "days": 30} and vpn["credit"] == 100
     assert vpn["recurring"] is False
     assert vpn["prices"] == [{"provider": "sbp", "amount": 199, "currency": "RUB"},
-                             {"provider": "telegram", "amount": 100, "currency": "XTR"},
-                             {"provider": "cryptobot", "amount": 2.5, "currency": "USDT"}]
+                             {"provider": "cryptobot", "amount": 2.5, "currency": "USDT"},
+                             {"provider": "telegram", "amount": 100, "currency": "XTR"}]
     # Exact decimals: "49.90" in the file is the JSON number 49.9, never 49.900000000000006.
     assert b'"amount":49.9,' in response.data
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from services.openapi import webhook
-from services.providers.base import ProviderPlugin
+from services.providers.base import AMOUNT_AND_CURRENCY_PRICE, ProviderPlugin
 from services.providers.cryptobot import client, inbound, protocol, sample, worker
 from webhook_config import Settings
 
@@ -17,6 +17,7 @@ PLUGIN = ProviderPlugin(
     payments=client.CryptoBotProvider,
     read_stored=inbound.read_stored,
     periodic=_periodic,
+    catalog_price=AMOUNT_AND_CURRENCY_PRICE,
     samples={"cryptobot": sample.paid_update},
     operations={("POST", "/webhook/cryptobot"): webhook(
         "Crypto Pay update", "Crypto-Pay-Api-Signature",

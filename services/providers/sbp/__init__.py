@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from services.openapi import API_TOKEN, Operation
-from services.providers.base import ProviderPlugin
+from services.providers.base import RUB_PRICE, ProviderPlugin
 from services.providers.sbp import client, inbound, protocol, sample, worker
 from webhook_config import Settings
 
@@ -29,6 +29,7 @@ PLUGIN = ProviderPlugin(
     payments=client.payments,
     read_stored=inbound.read_stored,
     periodic=_periodic,
+    catalog_price=RUB_PRICE,
     samples={"tbank": sample.tbank_confirmed},
     operations={
         ("POST", "/sandbox/sbp/{qrc_id}/pay"): Operation(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from services.openapi import ACKNOWLEDGEMENT, webhook
-from services.providers.base import Notifier, ProviderPlugin
+from services.providers.base import STARS_PRICE, Notifier, ProviderPlugin
 from services.providers.telegram import cli, client, inbound, protocol, sample, worker
 from webhook_config import Settings
 
@@ -30,6 +30,8 @@ PLUGIN = ProviderPlugin(
     handlers={"notify.": worker.BuyerMessages, "forward.": worker.UpdateForwarder},
     samples={"telegram": sample.successful_payment},
     commands=cli.group,
+    catalog_price=STARS_PRICE,
+    renews=True,
     operations={("POST", "/webhook/telegram"): webhook(
         "Telegram Bot API update", "X-Telegram-Bot-Api-Secret-Token",
         "The secret_token given to setWebhook (TELEGRAM_WEBHOOK_SECRET).", REPLY)},
