@@ -5,10 +5,11 @@ from __future__ import annotations
 from flask import Blueprint, Response, request
 
 from blueprints.http import load_body, note_order, now, require_bearer, settings
-from services import ledger, payments, qr
+from services import audit, ledger, payments, qr, renewals
 from services.errors import InvalidRequest, NotFound
 from services.orders import get_order, status_of
-from services.schemas import MAX_TELEGRAM_ID, BalanceSchema, OrderStatusSchema, PaymentRequestSchema, PaymentResponseSchema
+from services.schemas import (MAX_TELEGRAM_ID, BalanceSchema, CancellationSchema, OrderStatusSchema,
+                              PaymentRequestSchema, PaymentResponseSchema)
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 api_token = require_bearer(lambda s: s.api_tokens, "The payment API (WEBHOOK_API_TOKEN)")
@@ -17,6 +18,7 @@ payment_request_schema = PaymentRequestSchema()
 payment_response_schema = PaymentResponseSchema()
 order_status_schema = OrderStatusSchema()
 balance_schema = BalanceSchema()
+cancellation_schema = CancellationSchema()
 
 
 @bp.post("/payment")
@@ -33,6 +35,15 @@ def create_payment():
 def order_status(order_id: str):
     note_order(order_id)
     return order_status_schema.dump(status_of(order_id))
+
+
+@bp.post("/subscriptions/<order_id>/cancel")
+@api_token
+def cancel_subscription(order_id: str):
+    note_order(order_id)
+    actor = audit.api_key_actor(request.headers.get("Authorization", "").partition(" ")[2].strip())
+    cancellation = renewals.cancel(order_id, actor, settings(), now())
+    return cancellation_schema.dump(cancellation), 200 if cancellation.done else 202
 
 
 @bp.get("/balance/<int:telegram_id>")

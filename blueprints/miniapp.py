@@ -6,11 +6,13 @@ from flask import Blueprint, Response, render_template, request
 
 from blueprints.errors import error_response
 from blueprints.http import load_body, note_order, now, settings
+from services import renewals
 from services.errors import NotConfigured
 from services.miniapp import initdata, storefront
 from services.miniapp.catalog import Catalog
-from services.miniapp.schemas import MiniAppBuyerSchema, MiniAppCatalogSchema, MiniAppOrderRequestSchema
-from services.schemas import PaymentResponseSchema
+from services.miniapp.schemas import (MiniAppBuyerSchema, MiniAppCancelRequestSchema, MiniAppCatalogSchema,
+                                      MiniAppOrderRequestSchema)
+from services.schemas import CancellationSchema, PaymentResponseSchema
 
 bp = Blueprint("miniapp", __name__, url_prefix="/miniapp")
 SCHEME = "tma"
@@ -22,6 +24,8 @@ PAGE_POLICY = ("default-src 'none'; script-src 'self' https://telegram.org; styl
 order_request_schema = MiniAppOrderRequestSchema()
 catalog_schema = MiniAppCatalogSchema()
 buyer_schema = MiniAppBuyerSchema()
+cancel_request_schema = MiniAppCancelRequestSchema()
+cancellation_schema = CancellationSchema()
 payment_response_schema = PaymentResponseSchema()
 
 
@@ -79,6 +83,15 @@ def products():
 @bp.get("/api/me")
 def me():
     return buyer_schema.dump(storefront.buyer_view(buyer().telegram_id, settings()))
+
+
+@bp.post("/api/subscription/cancel")
+def cancel_subscription():
+    telegram_id = buyer().telegram_id
+    order_id = load_body(cancel_request_schema)["order_id"] or storefront.renewing_order(telegram_id)
+    note_order(order_id)
+    cancellation = renewals.cancel(order_id, f"miniapp:{telegram_id}", settings(), now(), buyer=telegram_id)
+    return cancellation_schema.dump(cancellation), 200 if cancellation.done else 202
 
 
 @bp.post("/api/orders")

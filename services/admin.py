@@ -15,7 +15,7 @@ from sqlalchemy import func, or_, select, update
 
 from services import audit, events, orders, outbox, settle
 from services.db import db, transaction
-from services.errors import GatewayError, NotFound
+from services.errors import ActionConflict, NotFound
 from services.models import Order, OutboxMessage, ProviderEvent
 from services.notices import ASSIGNED, CONFLICT, ERROR, MISMATCH, PAID, UNMATCHED, Notice
 from services.outbox import DEAD, PENDING
@@ -24,13 +24,6 @@ from webhook_config import Settings
 logger = logging.getLogger(__name__)
 
 ASSIGNABLE = frozenset({UNMATCHED, MISMATCH, CONFLICT})
-
-
-class ActionConflict(GatewayError):
-    """The action does not fit the current state (already done elsewhere, wrong kind, mismatching money)."""
-
-    status = 409
-    code = "conflict"
 
 
 @dataclass

@@ -32,6 +32,13 @@ class OrderConflict(GatewayError):
     code = "order_conflict"
 
 
+class ActionConflict(GatewayError):
+    """The action does not fit the current state (already done elsewhere, wrong kind, mismatching money)."""
+
+    status = 409
+    code = "conflict"
+
+
 class SignatureInvalid(GatewayError):
     status = 401
     code = "invalid_signature"

@@ -6,7 +6,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import (JSON, BigInteger, Boolean, ForeignKey, Index, Integer, LargeBinary, String, Text,
+                        UniqueConstraint, false)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from services.db import Money, UTCDateTime, db, utcnow
@@ -35,6 +36,11 @@ class Order(db.Model):
     provider_data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     create_lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     purchase_id: Mapped[int | None] = mapped_column(ForeignKey("purchases.id"))
+    # A subscription the provider charges again every period by itself (Stars subscriptions).
+    recurring: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # What the provider says of those renewals: chargeId and payerId of the first charge (to cancel them),
+    # expiresAt (the provider's own end of the paid period), cancelledAt.
+    renewal: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

@@ -7,11 +7,14 @@ and a `Delivery` (the raw request, kept for the audit trail); `events.ingest` st
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 # What an event asks of its order.
 PAID, REFUNDED, FAILED, CANCELLED, EXPIRED, IGNORE = "paid", "refunded", "failed", "cancelled", "expired", "ignore"
+# A subscription's later charge that the provider made by itself: one more period for a paid order.
+RENEWED = "renewed"
 
 # Event outcomes. Those in NEEDS_REVIEW are shown to support as work to do.
 PROCESSED, IGNORED, UNMATCHED, MISMATCH, CONFLICT, ERROR, ASSIGNED = (
@@ -47,6 +50,9 @@ class Notice:
     currency: str | None = None
     provider_payment_id: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    # For a charge of a subscription the provider renews: who paid it, and the end of the period it paid.
+    payer_id: int | None = None
+    renews_until: datetime | None = None
 
 
 @dataclass(frozen=True)

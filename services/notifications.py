@@ -37,4 +37,20 @@ def subscription_ready_text(plan: str, url: str) -> str:
     return f"🔑 Your subscription “{plan}” is active. Import this link in your VPN app:\n{url}"
 
 
+def renewed_text(order: Order, credit_unit: str) -> str:
+    return f"🔄 Subscription renewed: {_amount(order)} for order {order.order_id}.{_granted(order, credit_unit)}"
+
+
+def renewal_refunded_text(order: Order, credit_unit: str) -> str:
+    taken_back = [f"{order.credit} {credit_unit} deducted from your balance"] if order.credit else []
+    if order.subscription_plan:
+        taken_back.append(f"subscription “{order.subscription_plan}” shortened by {order.subscription_days} days")
+    details = ("\n" + "; ".join(taken_back) + ".") if taken_back else ""
+    return f"↩️ A renewal of order {order.order_id} was refunded: {_amount(order)}.{details}"
+
+
+def renewal_cancelled_text(order: Order) -> str:
+    return (f"⏹ The subscription of order {order.order_id} will not renew; what you paid for runs to its end.")
+
+
 STATUS_TEXTS = {"paid": paid_text, "refunded": refunded_text}

@@ -147,6 +147,17 @@ CORE_OPERATIONS: dict[tuple[str, str], Operation] = {
                     "an amount mismatch)."),
     ("GET", "/admin/purchases/{purchase_id}"): Operation(
         "A purchase with its orders", "admin", "PurchaseSchema", security=ADMIN_KEY),
+    ("POST", "/api/subscriptions/{order_id}/cancel"): Operation(
+        "Stop the renewals of a subscription the provider charges by itself", "payments", "CancellationSchema",
+        security=API_TOKEN, also=(202,), errors=(404, 409, 502),
+        description="Stars subscriptions (editUserStarSubscription): the paid period runs to its end. 200 when "
+                    "done (also when it already was), 202 when queued for the provider's worker; 409 for an "
+                    "order with no renewing subscription."),
+    ("POST", "/miniapp/api/subscription/cancel"): Operation(
+        "The buyer stops their own subscription's renewals", "miniapp", "CancellationSchema", security=INIT_DATA,
+        body="MiniAppCancelRequestSchema", also=(202,), errors=(404, 409, 502),
+        description="Without orderId: the buyer's newest subscription that renews. 404 for an order of "
+                    "another buyer, or when the buyer has no subscription that renews."),
     ("GET", "/miniapp/api/catalog"): Operation(
         "The Mini App's products", "miniapp", "MiniAppCatalogSchema", security=INIT_DATA,
         description="The products of CATALOG_FILE; 503 when it is not set."),

@@ -67,7 +67,7 @@ def find_order(order_id: str, *, lock: bool = False) -> Order | None:
 _STATUS_QUERY = (
     select(Order.order_id, Order.status, Order.amount, Order.currency, Order.provider, Order.created_at,
            Order.paid_at, Order.expires_at, Order.telegram_id, Order.credit, Order.meta.label("meta"),
-           Order.purchase_id, Purchase.subscription_url)
+           Order.purchase_id, Order.recurring, Order.renewal, Purchase.subscription_url)
     .outerjoin(Purchase, Order.purchase_id == Purchase.id)
     .where(Order.order_id == bindparam("order_id"))
 )
@@ -123,6 +123,29 @@ def announce(order: Order, settings: Settings, now: datetime) -> None:
     if render and order.telegram_id:
         outbox.enqueue_buyer_message(order.telegram_id, render(order, settings.credit_unit), f"notify.{status}",
                                      f"{outbox.buyer_channel()}:{order.order_id}:{status}", settings, now, order)
+
+
+def announce_renewal(order: Order, renewal_event: int | None, settings: Settings, now: datetime) -> None:
+    """Queue order.renewed for the merchant and the buyer's message, once per renewal charge."""
+    if settings.merchant_webhook_url:
+        event = {"type": "order.renewed", "timestamp": int(now.timestamp()), "data": _STATUS_SCHEMA.dump(order)}
+        outbox.enqueue(outbox.MERCHANT, "order.renewed", f"merchant:{order.order_id}:renewed:{renewal_event}", event,
+                       now, order)
+    if order.telegram_id:
+        outbox.enqueue_buyer_message(order.telegram_id, notifications.renewed_text(order, settings.credit_unit),
+                                     "notify.renewed",
+                                     f"{outbox.buyer_channel()}:{order.order_id}:renewed:{renewal_event}",
+                                     settings, now, order)
+
+
+def announce_renewal_refund(order: Order, renewal_event: int, settings: Settings, now: datetime) -> None:
+    """Tell the buyer one renewal was refunded; the order stays paid, so no status event goes to the merchant."""
+    if order.telegram_id:
+        outbox.enqueue_buyer_message(order.telegram_id,
+                                     notifications.renewal_refunded_text(order, settings.credit_unit),
+                                     "notify.renewal_refunded",
+                                     f"{outbox.buyer_channel()}:{order.order_id}:renewal_refunded:{renewal_event}",
+                                     settings, now, order)
 
 
 def overdue_pending(provider: str, settings: Settings, now: datetime) -> list[tuple[str, str]]:

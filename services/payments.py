@@ -69,6 +69,7 @@ def _order_values(request: dict[str, Any], currency: str, settings: Settings, no
         "subscription_plan": subscription.get("plan"),
         "subscription_days": subscription.get("days"),
         "meta": request.get("metadata") or {},
+        "recurring": bool(request.get("recurring")),
         "provider_data": {},
         "created_at": now,
         "updated_at": now,
@@ -77,7 +78,8 @@ def _order_values(request: dict[str, Any], currency: str, settings: Settings, no
 
 
 # What a repeat of the request must agree on; anything else would be a different purchase.
-_TERMS = ("provider", "amount", "currency", "telegram_id", "credit", "subscription_plan", "subscription_days")
+_TERMS = ("provider", "amount", "currency", "telegram_id", "credit", "subscription_plan", "subscription_days",
+          "recurring")
 
 
 def _ensure_same_terms(order: Order, values: dict[str, Any]) -> None:
@@ -91,7 +93,7 @@ def _ensure_same_terms(order: Order, values: dict[str, Any]) -> None:
 def _draft(order: Order) -> PaymentDraft:
     return PaymentDraft(order_id=order.order_id, amount=order.amount, currency=order.currency,
                         description=order.description or f"Order {order.order_id}",
-                        expires_at=order.expires_at, telegram_id=order.telegram_id)
+                        expires_at=order.expires_at, telegram_id=order.telegram_id, recurring=order.recurring)
 
 
 def _attach(order: Order, payment: CreatedPayment) -> None:

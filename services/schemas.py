@@ -66,11 +66,23 @@ class PaymentRequestSchema(Schema):
     credit = StrictInteger(load_default=None, validate=validate.Range(1, 10**12))
     subscription = fields.Nested(SubscriptionSchema, load_default=None)
     metadata = fields.Dict(keys=fields.String(), load_default=dict, validate=_metadata_size)
+    recurring = fields.Boolean(load_default=False)
 
     @validates_schema
     def _needs_buyer(self, data, **kwargs):
         if (data.get("credit") or data.get("subscription")) and not data.get("telegram_id"):
             raise ValidationError("is required when credit or subscription is requested", "telegramId")
+
+    @validates_schema
+    def _renewable(self, data, **kwargs):
+        """A recurring order is a subscription of exactly the period its provider renews by itself."""
+        if not data.get("recurring") or data.get("provider") not in PROVIDERS:
+            return
+        days = registry.plugin(data["provider"]).renewal_days
+        if days is None:
+            raise ValidationError(f"{data['provider']} payments do not renew by themselves", "recurring")
+        if (data.get("subscription") or {}).get("days") != days:
+            raise ValidationError(f"is required with days = {days} for a recurring order", "subscription")
 
 
 class OrderStatusSchema(Schema):
@@ -90,14 +102,28 @@ class OrderStatusSchema(Schema):
     metadata = fields.Dict(attribute="meta", required=True)
     purchase_id = fields.Integer(data_key="purchaseId")
     subscription_url = fields.String(data_key="subscriptionUrl", attribute="purchase.subscription_url")
+    recurring = fields.Boolean()
+    renewal = fields.Dict(metadata={"description": "A recurring order's renewals as the provider reports them: "
+                                                   "expiresAt (end of the paid period), cancelledAt."})
 
     @post_dump
     def _omit_absent_purchase(self, data, **kwargs):
-        if data.get("purchaseId") is None:
-            data.pop("purchaseId", None)
-        if data.get("subscriptionUrl") is None:
-            data.pop("subscriptionUrl", None)
+        for key in ("purchaseId", "subscriptionUrl", "renewal"):
+            if data.get(key) is None:
+                data.pop(key, None)
+        if not data.get("recurring"):
+            data.pop("recurring", None)
+            data.pop("renewal", None)
         return data
+
+
+class CancellationSchema(Schema):
+    """POST /api/subscriptions/{orderId}/cancel (and the Mini App's): 200 when the provider stopped the
+    renewals, 202 when the cancellation is queued for the provider's worker."""
+
+    success = fields.Constant(True)
+    order_id = fields.String(data_key="orderId", required=True)
+    cancelled = fields.Boolean(attribute="done", required=True)
 
 
 class PaymentResponseSchema(OrderStatusSchema):

@@ -12,7 +12,7 @@ from services import ledger, metrics, orders, outbox
 from services.db import db, insert_ignore
 from services.models import Fulfilment, Order, ProviderEvent, Purchase
 from services.notices import (CANCELLED, CONFLICT, EXPIRED, FAILED, IGNORE, IGNORED, MISMATCH, PAID, PROCESSED,
-                              REFUNDED, SETTLED, UNMATCHED, Notice)
+                              REFUNDED, RENEWED, SETTLED, UNMATCHED, Notice)
 from webhook_config import Settings
 
 CREDIT, SUBSCRIPTION = "credit", "subscription"
@@ -35,22 +35,94 @@ def apply(event_pk: int | None, provider: str, notice: Notice, order: Order | No
         return Settlement(IGNORED)
     if order is None:
         return Settlement(UNMATCHED)
-    if notice.action == PAID:
+    if notice.action in (PAID, RENEWED):
         problem = payment_mismatch(notice, order, provider)
         if problem:
             return Settlement(MISMATCH, problem)
-        # A second, distinct payment for an order that is not awaiting one: money to give back.
-        return Settlement(PROCESSED if pay(order, event_pk, settings, now) else CONFLICT)
+        if notice.action == RENEWED:
+            return _renew(event_pk, notice, order, settings, now)
+        if not pay(order, event_pk, settings, now):
+            # A second, distinct payment for an order that is not awaiting one: money to give back.
+            return Settlement(CONFLICT)
+        if order.recurring:
+            _record_first_charge(order, notice)
+        return Settlement(PROCESSED)
     if notice.action == REFUNDED:
         problem = refund_mismatch(notice, order, provider)
         if problem:
             return Settlement(CONFLICT, problem)
+        renewal_event = _renewal_paid_by(order, notice.provider_payment_id)
+        if renewal_event is not None:
+            # Only the period that charge bought is taken back: the order itself stays paid.
+            _reverse_renewal(order, renewal_event, settings, now)
+            return Settlement(PROCESSED)
         if not orders.change_status(order, orders.REFUNDED, settings, now):
             return Settlement(CONFLICT)
         reverse(order, event_pk, settings, now)
         return Settlement(PROCESSED)
     changed = orders.change_status(order, _CLOSING[notice.action], settings, now)
     return Settlement(PROCESSED if changed else IGNORED)
+
+
+def _renew(event_pk: int | None, notice: Notice, order: Order, settings: Settings, now: datetime) -> Settlement:
+    if not order.recurring or order.status != orders.PAID:
+        return Settlement(CONFLICT, f"a renewal charge for an order that is {order.status}"
+                                    f"{'' if order.recurring else ' and not recurring'}: money to give back")
+    if _claim(order, _renewal_kind(event_pk), event_pk, now, days=order.subscription_days, credit=order.credit):
+        if order.credit:
+            ledger.post(order, order.credit, _renewal_kind(event_pk), settings.credit_unit, now)
+        if order.subscription_plan:
+            purchase = _extend_purchase(order, timedelta(days=order.subscription_days), now)
+            outbox.enqueue_panel_sync(order, purchase.id, _renewal_kind(event_pk), settings, now, notify=False)
+        _record_renewal(order, notice)
+        orders.announce_renewal(order, event_pk, settings, now)
+    return Settlement(PROCESSED)
+
+
+def _renewal_kind(event_pk: int | None) -> str:
+    # One fulfilment, ledger entry and panel call per renewal charge: the charge's event is the identity.
+    return f"renewal:{event_pk}"
+
+
+def _record_first_charge(order: Order, notice: Notice) -> None:
+    """Keep the first charge's id and payer: cancelling the renewals names them."""
+    order.renewal = {**(order.renewal or {}), "chargeId": notice.provider_payment_id, "payerId": notice.payer_id,
+                     **_renews_until(notice)}
+
+
+def _record_renewal(order: Order, notice: Notice) -> None:
+    order.renewal = {**(order.renewal or {}), **_renews_until(notice)}
+
+
+def _renews_until(notice: Notice) -> dict[str, str]:
+    # The provider's own end of the paid period, kept beside ours (the purchase's expiry).
+    return {"expiresAt": notice.renews_until.isoformat()} if notice.renews_until else {}
+
+
+_RENEWAL_PAID_BY = (select(Fulfilment.event_pk).join(ProviderEvent, ProviderEvent.id == Fulfilment.event_pk)
+                    .where(Fulfilment.order_pk == bindparam("order_pk"), Fulfilment.kind.startswith("renewal:"),
+                           ProviderEvent.provider_payment_id == bindparam("payment_id")))
+
+
+def _renewal_paid_by(order: Order, payment_id: str | None) -> int | None:
+    """The event of the renewal charge this payment was, or None when it was no renewal of this order."""
+    if payment_id is None or not order.recurring:
+        return None
+    return db.session.execute(_RENEWAL_PAID_BY, {"order_pk": order.id, "payment_id": payment_id}).scalar()
+
+
+def _reverse_renewal(order: Order, renewal_event: int, settings: Settings, now: datetime) -> None:
+    if not _claim(order, f"renewal_reversal:{renewal_event}", renewal_event, now, days=-(order.subscription_days or 0)):
+        return
+    if order.credit:
+        ledger.post(order, -order.credit, f"renewal_refund:{renewal_event}", settings.credit_unit, now)
+    if order.subscription_plan and order.purchase_id:
+        purchase = db.session.get(Purchase, order.purchase_id, with_for_update=True)
+        purchase.expires_at -= timedelta(days=order.subscription_days)
+        purchase.updated_at = now
+        outbox.enqueue_panel_sync(order, purchase.id, f"renewal_reversal:{renewal_event}", settings, now,
+                                  notify=False)
+    orders.announce_renewal_refund(order, renewal_event, settings, now)
 
 
 def pay(order: Order, event_pk: int | None, settings: Settings, now: datetime) -> bool:

@@ -12,10 +12,9 @@ from typing import Any
 
 from services.money import CRYPTO_ASSETS, ISO_FIAT, STARS, check_amount
 from services.providers import registry
-from services.providers.base import AMOUNT_AND_CURRENCY_PRICE, RUB_PRICE, STARS_PRICE
+from services.providers.base import AMOUNT_AND_CURRENCY_PRICE, STARS_PRICE
 
 RUB = "RUB"
-STARS_SUBSCRIPTION_DAYS = 30
 MAX_CREDIT = 10**12
 _PRODUCT_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 # Plain decimal notation only: no sign, exponent, spaces, NaN or Infinity, which Decimal() would accept.
@@ -202,12 +201,14 @@ def _check_consistent(product: Product) -> None:
     if product.subscription is None and product.credit is None:
         raise CatalogError("grants nothing: give it a subscription, a credit above 0, or both")
     if product.recurring:
-        if product.subscription is None or product.subscription.days != STARS_SUBSCRIPTION_DAYS:
-            raise CatalogError(f"recurring needs a subscription of exactly {STARS_SUBSCRIPTION_DAYS} days "
-                               "(Telegram renews Stars subscriptions every 30 days)")
-        renewing = [plugin.name for plugin in registry.plugins() if plugin.renews]
-        if not any(product.price(name) for name in renewing):
+        renewing = {plugin.name: plugin.renewal_days for plugin in registry.plugins() if plugin.renewal_days}
+        priced = [name for name in renewing if product.price(name)]
+        if not priced:
             raise CatalogError(f"recurring needs a {' or '.join(renewing)} price (only Stars subscriptions renew)")
+        days = renewing[priced[0]]
+        if product.subscription is None or product.subscription.days != days:
+            raise CatalogError(f"recurring needs a subscription of exactly {days} days "
+                               f"({priced[0]} renews subscriptions every {days} days)")
 
 
 def _is_int(value: Any) -> bool:

@@ -19,6 +19,15 @@ class MiniAppOrderRequestSchema(Schema):
     provider = fields.String(required=True, validate=validate.OneOf(registry.NAMES))
 
 
+class MiniAppCancelRequestSchema(Schema):
+    """POST /miniapp/api/subscription/cancel: which of the buyer's renewing orders; without one, the newest."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    order_id = fields.String(data_key="orderId", load_default=None, validate=validate.Length(1, 64))
+
+
 class MiniAppPriceSchema(Schema):
     provider = fields.String(required=True, validate=validate.OneOf(registry.NAMES))
     amount = Amount(required=True)

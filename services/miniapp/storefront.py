@@ -8,11 +8,12 @@ from typing import Any
 
 from sqlalchemy import bindparam, select
 
-from services import ledger, payments
+from services import ledger, payments, renewals
 from services.db import reading
-from services.errors import InvalidRequest
+from services.errors import InvalidRequest, NotFound
 from services.miniapp.catalog import Catalog
 from services.models import Order, Purchase
+from services.providers import registry
 from webhook_config import Settings
 
 RECENT_ORDERS = 20
@@ -21,7 +22,7 @@ ORDER_SOURCE = "miniapp"
 _ORDERS_QUERY = (
     select(Order.order_id, Order.status, Order.amount, Order.currency, Order.provider, Order.created_at,
            Order.paid_at, Order.expires_at, Order.telegram_id, Order.credit, Order.meta.label("meta"),
-           Order.purchase_id, Purchase.subscription_url)
+           Order.purchase_id, Order.recurring, Order.renewal, Purchase.subscription_url)
     .outerjoin(Purchase, Order.purchase_id == Purchase.id)
     .where(Order.telegram_id == bindparam("telegram_id"))
     .order_by(Order.created_at.desc(), Order.id.desc())
@@ -29,7 +30,7 @@ _ORDERS_QUERY = (
 )
 # A buyer has one purchase per plan; the page shows the one that runs longest.
 _SUBSCRIPTION_QUERY = (
-    select(Purchase.plan, Purchase.expires_at, Purchase.subscription_url)
+    select(Purchase.id, Purchase.plan, Purchase.expires_at, Purchase.subscription_url)
     .where(Purchase.telegram_id == bindparam("telegram_id"))
     .order_by(Purchase.expires_at.desc(), Purchase.id.desc())
     .limit(1)
@@ -54,15 +55,25 @@ def place_order(catalog: Catalog, telegram_id: int, product_id: str, provider: s
             f"{product.id!r} cannot be bought with {provider}; it can with: "
             f"{', '.join(p.provider for p in product.prices)}"]})
     subscription = product.subscription
-    # A recurring product is sold here as one period: renewing Stars subscriptions are not created here yet.
+    # A recurring product bought with a provider that renews is a subscription it charges again by itself;
+    # bought with any other provider it is one period.
+    recurring = product.recurring and registry.plugin(provider).renewal_days is not None
     request: dict[str, Any] = {
         "order_id": new_order_id(telegram_id), "provider": provider,
         "amount": price.amount, "currency": price.currency, "description": product.title,
         "telegram_id": telegram_id, "credit": product.credit,
         "subscription": {"plan": subscription.plan, "days": subscription.days} if subscription else None,
-        "metadata": {"productId": product.id, "source": ORDER_SOURCE},
+        "metadata": {"productId": product.id, "source": ORDER_SOURCE}, "recurring": recurring,
     }
     return payments.create_payment(request, settings, now)
+
+
+def renewing_order(telegram_id: int) -> str:
+    """The buyer's newest order whose subscription still renews (what cancel stops when no order is named)."""
+    renewing = renewals.renewing_orders(telegram_id)
+    if not renewing:
+        raise NotFound("You have no subscription that renews.")
+    return renewing[0][0]
 
 
 def buyer_view(telegram_id: int, settings: Settings) -> dict[str, Any]:
@@ -78,7 +89,7 @@ def buyer_view(telegram_id: int, settings: Settings) -> dict[str, Any]:
         orders.append(order)
     subscription = None
     if purchase is not None:
-        # Stars subscriptions (renewing purchases) are not sold by the Mini App yet.
-        subscription = {**purchase._asdict(), "recurring": False}
+        recurring = any(purchase_id == purchase.id for _, purchase_id in renewals.renewing_orders(telegram_id))
+        subscription = {**purchase._asdict(), "recurring": recurring}
     return {"telegram_id": telegram_id, "balance": balance, "unit": settings.credit_unit,
             "subscription": subscription, "orders": orders}

@@ -28,6 +28,8 @@ class PaymentDraft:
     description: str
     expires_at: datetime
     telegram_id: int | None
+    # A subscription the provider is to charge again every period by itself.
+    recurring: bool = False
 
 
 @dataclass(frozen=True)
@@ -80,7 +82,10 @@ class ProviderPlugin:
     commands: the provider's `flask --app wsgi <name> …` command group, if it has one.
     operations: the OpenAPI description of the provider's own routes, by (method, path).
     catalog_price: how the Mini App catalogue prices a product in this provider; None: not sold there.
-    renews: the provider charges subscriptions again by itself (Stars subscriptions).
+    renewal_days: the period, in days, of subscriptions the provider charges again by itself (Stars: 30);
+        None when it has none. Such orders are created with `recurring`.
+    cancel_renewal: stops the renewals of such an order, given its `renewal` record (chargeId, payerId);
+        raises ProviderUnavailable when the provider cannot be reached (the call is then queued).
     """
 
     name: str
@@ -92,4 +97,5 @@ class ProviderPlugin:
     commands: Group | None = None
     operations: dict[tuple[str, str], Operation] = field(default_factory=dict)
     catalog_price: str | None = None
-    renews: bool = False
+    renewal_days: int | None = None
+    cancel_renewal: Callable[[Settings, dict[str, Any]], None] | None = None

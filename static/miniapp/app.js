@@ -6,7 +6,8 @@
 
   var tg = window.Telegram && window.Telegram.WebApp;
   var root = document.getElementById("app");
-  var urls = {catalog: root.dataset.catalogUrl, me: root.dataset.meUrl, orders: root.dataset.ordersUrl};
+  var urls = {catalog: root.dataset.catalogUrl, me: root.dataset.meUrl, orders: root.dataset.ordersUrl,
+              cancel: root.dataset.cancelUrl};
   var PROVIDERS = {sbp: "SBP", yookassa: "Card", telegram: "Stars", cryptobot: "Crypto"};
   var SYMBOLS = {RUB: "₽", XTR: "⭐"};
   var catalog = {unit: "", products: []};
@@ -140,6 +141,7 @@
     byId("subscription-link").hidden = !subscription.subscriptionUrl;
     byId("subscription-pending").hidden = !!subscription.subscriptionUrl || !active;
     byId("subscription-url").value = subscription.subscriptionUrl || "";
+    byId("subscription-renews").hidden = !subscription.recurring;
   }
 
   function titleOf(order) {
@@ -185,6 +187,20 @@
     return refreshing;
   }
 
+  async function stopRenewal() {
+    byId("stop-renewal").disabled = true;
+    try {
+      var answer = await api(urls.cancel, {method: "POST", headers: {"Content-Type": "application/json"}, body: "{}"});
+      notice(answer.cancelled ? "Your subscription will not renew; what you paid for runs to its end."
+                              : "Stopping the renewal: it is done in a moment.", false);
+      await refresh();
+    } catch (error) {
+      notice(error.message, true);
+    } finally {
+      byId("stop-renewal").disabled = false;
+    }
+  }
+
   async function copyLink() {
     var input = byId("subscription-url");
     try {
@@ -214,6 +230,7 @@
     });
     byId("payment-done").addEventListener("click", refresh);
     byId("copy-link").addEventListener("click", copyLink);
+    byId("stop-renewal").addEventListener("click", stopRenewal);
     try {
       catalog = await api(urls.catalog);
       renderProducts();

@@ -256,3 +256,58 @@ def test_api_answers_are_not_cached(client, clock):
     response = client.get("/miniapp/api/me", headers=tma(ANN, clock))
     assert response.headers["Cache-Control"] == "no-store"
     assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+RECURRING_CATALOG = """
+[[products]]
+id = "vpn-monthly"
+title = "VPN, monthly"
+subscription = { plan = "vpn", days = 30 }
+recurring = true
+[products.prices]
+telegram = 100
+sbp = "199.00"
+"""
+TG_SECRET = "tg_webhook_secret_0123456789abcdef-XYZ"
+
+
+@pytest.fixture
+def stars_client(make_app, tmp_path, clock, telegram):
+    app = make_app(CATALOG_FILE=write_catalog(tmp_path, RECURRING_CATALOG), TELEGRAM_BOT_TOKEN=telegram.bot_token,
+                   TELEGRAM_API_URL=telegram.api_url, TELEGRAM_WEBHOOK_SECRET=TG_SECRET)
+    app.config["CLOCK"] = clock
+    return app.test_client()
+
+
+def first_charge(client, order_id: str, buyer: int) -> None:
+    payment = {"currency": "XTR", "total_amount": 100, "invoice_payload": order_id, "is_recurring": True,
+               "is_first_recurring": True, "telegram_payment_charge_id": f"stx-{order_id}",
+               "provider_payment_charge_id": ""}
+    update = {"update_id": 1, "message": {"message_id": 1, "date": 1, "chat": {"id": buyer, "type": "private"},
+                                          "from": {"id": buyer, "is_bot": False}, "successful_payment": payment}}
+    response = client.post("/webhook/telegram", json=update, headers={"X-Telegram-Bot-Api-Secret-Token": TG_SECRET})
+    assert response.get_json()["outcome"] == "processed"
+
+
+def test_a_recurring_product_bought_with_stars_is_a_subscription_the_buyer_can_stop(stars_client, clock,
+                                                                                    telegram):
+    headers = tma(ANN, clock, bot_token=telegram.bot_token)
+    order = stars_client.post("/miniapp/api/orders", json={"productId": "vpn-monthly", "provider": "telegram"},
+                              headers=headers).get_json()
+    assert telegram.invoice_links[order["invoiceLink"]]["subscription_period"] == 2_592_000
+    first_charge(stars_client, order["orderId"], ANN)
+    assert stars_client.get("/miniapp/api/me", headers=headers).get_json()["subscription"]["recurring"] is True
+    other = tma(BOB, clock, bot_token=telegram.bot_token)
+    assert stars_client.post("/miniapp/api/subscription/cancel", json={"orderId": order["orderId"]},
+                             headers=other).status_code == 404
+    assert stars_client.post("/miniapp/api/subscription/cancel", json={}, headers=other).status_code == 404
+    response = stars_client.post("/miniapp/api/subscription/cancel", json={}, headers=headers)
+    assert response.status_code == 200 and response.get_json()["orderId"] == order["orderId"]
+    assert [edit["user_id"] for edit in telegram.subscription_edits] == [ANN]
+    assert stars_client.get("/miniapp/api/me", headers=headers).get_json()["subscription"]["recurring"] is False
+
+
+def test_a_recurring_product_bought_with_sbp_is_one_period(stars_client, clock, telegram):
+    order = stars_client.post("/miniapp/api/orders", json={"productId": "vpn-monthly", "provider": "sbp"},
+                              headers=tma(ANN, clock, bot_token=telegram.bot_token)).get_json()
+    assert "recurring" not in order

@@ -44,6 +44,7 @@ class FakeTelegram(FakeServer):
         self.webhook: dict[str, Any] | None = None
         self.invoice_links: dict[str, dict[str, Any]] = {}
         self.pre_checkout_answers: list[dict[str, Any]] = []
+        self.subscription_edits: list[dict[str, Any]] = []
         self.refunds: list[dict[str, Any]] = []
         self.blocked_chats: set[Any] = set()
         self._messages: list[dict[str, Any]] = []
@@ -233,4 +234,12 @@ class FakeTelegram(FakeServer):
         if any(r["telegram_payment_charge_id"] == charge_id for r in self.refunds):
             return self._bad("Bad Request: CHARGE_ALREADY_REFUNDED")
         self.refunds.append({"user_id": _chat_key(user_id), "telegram_payment_charge_id": charge_id})
+        return self._ok(True)
+
+    def _m_edituserstarsubscription(self, p: dict[str, Any]) -> Response:
+        if p.get("user_id") in (None, "") or not p.get("telegram_payment_charge_id") or "is_canceled" not in p:
+            return self._bad("Bad Request: user_id, telegram_payment_charge_id and is_canceled are required")
+        self.subscription_edits.append({"user_id": _chat_key(p["user_id"]),
+                                        "telegram_payment_charge_id": p["telegram_payment_charge_id"],
+                                        "is_canceled": str(p["is_canceled"]).lower() == "true"})
         return self._ok(True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from services import renewals
 from services.openapi import ACKNOWLEDGEMENT, webhook
 from services.providers.base import STARS_PRICE, Notifier, ProviderPlugin
 from services.providers.telegram import cli, client, inbound, protocol, sample, worker
@@ -27,11 +28,13 @@ PLUGIN = ProviderPlugin(
     name=protocol.PROVIDER,
     payments=client.TelegramStars,
     read_stored=inbound.read_stored,
-    handlers={"notify.": worker.BuyerMessages, "forward.": worker.UpdateForwarder},
+    handlers={"notify.": worker.BuyerMessages, "forward.": worker.UpdateForwarder,
+              "renewal.": renewals.QueuedCancellation},
     samples={"telegram": sample.successful_payment},
     commands=cli.group,
     catalog_price=STARS_PRICE,
-    renews=True,
+    renewal_days=protocol.SUBSCRIPTION_PERIOD_SECONDS // 86400,
+    cancel_renewal=client.cancel_renewal,
     operations={("POST", "/webhook/telegram"): webhook(
         "Telegram Bot API update", "X-Telegram-Bot-Api-Secret-Token",
         "The secret_token given to setWebhook (TELEGRAM_WEBHOOK_SECRET).", REPLY)},

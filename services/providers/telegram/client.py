@@ -10,7 +10,8 @@ import requests
 from services.errors import NotConfigured, ProviderRejected, ProviderUnavailable
 from services.http import request_json
 from services.providers.base import CreatedPayment, PaymentDraft
-from services.providers.telegram.protocol import DESCRIPTION_LIMIT, PROVIDER, STARS, TITLE_LIMIT, clip
+from services.providers.telegram.protocol import (DESCRIPTION_LIMIT, PROVIDER, STARS, SUBSCRIPTION_PERIOD_SECONDS,
+                                                  TITLE_LIMIT, clip)
 from webhook_config import Settings
 
 
@@ -63,15 +64,25 @@ class TelegramClient:
             raise ProviderUnavailable(f"Telegram {method} failed: {code} {description}", retry_after=seconds)
         raise TelegramRejected(method, code, description, parameters)
 
-    def create_invoice_link(self, title: str, description: str, payload: str, stars: int) -> str:
-        """A Stars invoice link (no provider_token; one price); its payments carry `payload`."""
-        link = self.call("createInvoiceLink", {
-            "title": title, "description": description, "payload": payload, "currency": STARS,
-            "prices": [{"label": title, "amount": stars}],
-        })
+    def create_invoice_link(self, title: str, description: str, payload: str, stars: int,
+                            subscription_period: int | None = None) -> str:
+        """A Stars invoice link (no provider_token; one price); its payments carry `payload`.
+
+        With `subscription_period` the link sells a subscription Telegram charges again every period.
+        """
+        params: dict[str, Any] = {"title": title, "description": description, "payload": payload, "currency": STARS,
+                                  "prices": [{"label": title, "amount": stars}]}
+        if subscription_period is not None:
+            params["subscription_period"] = subscription_period
+        link = self.call("createInvoiceLink", params)
         if not isinstance(link, str) or not link.startswith("https://"):
             raise ProviderRejected("Telegram createInvoiceLink returned no link")
         return link
+
+    def edit_user_star_subscription(self, user_id: int, charge_id: str, is_canceled: bool) -> bool:
+        """Stop (or allow again) the renewals of the subscription the charge started; the paid period runs on."""
+        return self.call("editUserStarSubscription", {"user_id": user_id, "telegram_payment_charge_id": charge_id,
+                                                      "is_canceled": is_canceled}) is True
 
     def answer_pre_checkout_query(self, query_id: str, error_message: str | None = None) -> bool:
         """Answer over HTTP (the webhook answers in its response instead; this is for polling set-ups)."""
@@ -92,6 +103,12 @@ class TelegramClient:
         """The webhook Telegram delivers to: url, pending_update_count, last_error_message, …"""
         info = self.call("getWebhookInfo")
         return info if isinstance(info, dict) else {}
+
+
+def cancel_renewal(settings: Settings, renewal: dict[str, Any]) -> None:
+    """editUserStarSubscription(is_canceled=true) for the subscription the first charge started."""
+    if not TelegramClient(settings).edit_user_star_subscription(renewal["payerId"], renewal["chargeId"], True):
+        raise ProviderRejected("Telegram did not confirm editUserStarSubscription.")
 
 
 class TelegramStars:
@@ -117,6 +134,7 @@ class TelegramStars:
             raise ValueError(f"{draft.amount} is not a whole number of Stars")
         link = self.client.create_invoice_link(
             title=clip(text, TITLE_LIMIT), description=clip(text, DESCRIPTION_LIMIT),
-            payload=draft.order_id, stars=int(draft.amount))
+            payload=draft.order_id, stars=int(draft.amount),
+            subscription_period=SUBSCRIPTION_PERIOD_SECONDS if draft.recurring else None)
         # One link per order, and payments name the order in invoice_payload: the orderId is the identity.
         return CreatedPayment(provider_ref=f"link:{draft.order_id}", data={"invoiceLink": link})

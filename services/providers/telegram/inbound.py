@@ -79,6 +79,9 @@ def pre_checkout_problem(query: PreCheckoutQuery, order: Order | None, now: date
         return "unknown_order", "This order was not found. Please start the purchase again."
     if order.provider != telegram.PROVIDER:
         return "wrong_provider", "This order cannot be paid with Telegram Stars."
+    if order.status == orders.PAID and order.recurring:
+        # A subscription's renewal: Telegram charges the same invoice again.
+        return None
     if order.status == orders.PAID:
         return "already_paid", "This order has already been paid."
     if order.status == orders.EXPIRED or (order.status == orders.PENDING and now >= order.expires_at):

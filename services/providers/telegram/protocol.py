@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
 from services.errors import MalformedPayload, NotConfigured, SignatureInvalid
-from services.notices import PAID, REFUNDED, Notice
+from services.notices import PAID, REFUNDED, RENEWED, Notice
 
 PROVIDER = "telegram"
 STARS = "XTR"
@@ -19,6 +20,11 @@ TITLE_LIMIT, DESCRIPTION_LIMIT = 32, 255
 # Ids and payloads we store go into columns of 128 characters; Telegram's own are far shorter.
 MAX_FIELD_LENGTH = 128
 MAX_STARS = 10**12
+MAX_UNIX_TIME = 2**35
+# A Stars subscription's charge after the first: its own event type, so support tells the two apart.
+SUBSCRIPTION_RENEWAL = "subscription_renewal"
+# createInvoiceLink's subscription_period: Telegram renews Stars subscriptions every 30 days, no other period.
+SUBSCRIPTION_PERIOD_SECONDS = 2_592_000
 
 
 # Event identities: a pre-checkout query by its id, a payment and its refund by the charge id.
@@ -74,7 +80,8 @@ def pre_checkout_query(update: dict[str, Any]) -> PreCheckoutQuery | None:
 
 
 def payment_notice(update: dict[str, Any]) -> Notice | None:
-    """A message's successful_payment (PAID) or refunded_payment (REFUNDED) as a Notice, else None.
+    """A message's successful_payment (PAID, or RENEWED for a subscription's later charge) or
+    refunded_payment (REFUNDED) as a Notice, else None.
 
     provider_ref stays unset: our orders' provider_ref is the invoice link's, not a charge id, so
     the inbox matches these by the orderId in invoice_payload.
@@ -87,14 +94,28 @@ def payment_notice(update: dict[str, Any]) -> Notice | None:
         if message.get(field_name) is not None:
             payment = _object(message[field_name], field_name)
             charge_id = _text(payment, "telegram_payment_charge_id")
+            renewal = action == PAID and payment.get("is_recurring") is True and not payment.get("is_first_recurring")
+            details = {"updateId": update["update_id"], "fromId": _user_id(message.get("from")),
+                       "chatId": _user_id(message.get("chat"))}
+            expires = _unix_time(payment.get("subscription_expiration_date"))
+            recurring = payment.get("is_recurring") is True
+            if recurring:
+                details.update(isRecurring=True, isFirstRecurring=payment.get("is_first_recurring") is True,
+                               subscriptionExpirationDate=expires.isoformat() if expires else None)
             return Notice(
-                event_key=key(charge_id), event_type=field_name, action=action,
+                event_key=key(charge_id), event_type=SUBSCRIPTION_RENEWAL if renewal else field_name,
+                action=RENEWED if renewal else action,
                 order_id=_text(payment, "invoice_payload"), amount=_stars(payment),
-                currency=_text(payment, "currency", 10), provider_payment_id=charge_id,
-                details={"updateId": update["update_id"], "fromId": _user_id(message.get("from")),
-                         "chatId": _user_id(message.get("chat"))},
+                currency=_text(payment, "currency", 10), provider_payment_id=charge_id, details=details,
+                payer_id=_user_id(message.get("from")) if recurring else None, renews_until=expires,
             )
     return None
+
+
+def _unix_time(value: Any) -> datetime | None:
+    if not _is_int(value) or not 0 < value < MAX_UNIX_TIME:
+        return None
+    return datetime.fromtimestamp(value, timezone.utc)
 
 
 def webhook_answer(query_id: str, error_message: str | None = None) -> dict[str, Any]:
