@@ -15,6 +15,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from blueprints import register_blueprints
 from blueprints.console import ConsoleSessionInterface
 from blueprints.errors import register_error_handlers
+from blueprints.input_guard import register_input_guard
 from blueprints.requests_log import register_request_hooks
 from commands import register_commands
 from services.db import configure_engine, db, engine_options, migrate
@@ -65,6 +66,7 @@ def create_app(environ: Mapping[str, str] | None = None) -> Flask:
     with app.app_context():
         configure_engine(db.engine)
     register_request_hooks(app)
+    register_input_guard(app)
     register_error_handlers(app)
     register_blueprints(app)
     register_commands(app)

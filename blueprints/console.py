@@ -80,7 +80,15 @@ def _session_staff() -> users.StaffUser | None:
 
 @bp.errorhandler(GatewayError)
 def _error_page(exc: GatewayError):
+    if request.endpoint == "console.login":
+        # A refused login form (bad characters, expired CSRF token) is shown again, with the reason.
+        return _login_form(exc.message, exc.status)
     return render_template("console/error.html", status=exc.status, message=exc.message), exc.status
+
+
+def _login_form(error: str, status: int):
+    return render_template("console/login.html", error=error, email=request.form.get("email", ""),
+                           next=request.form.get("next", "")), status
 
 
 def admin_only(view: Callable):
@@ -122,8 +130,7 @@ def login():
         staff = users.authenticate(request.form.get("email", ""), request.form.get("password", ""),
                                    settings(), now())
     except users.LoginFailed as exc:
-        return render_template("console/login.html", error=exc.message, email=request.form.get("email", ""),
-                               next=request.form.get("next", "")), 401
+        return _login_form(exc.message, 401)
     # A fresh session on login, so nothing set before it (a planted id, an old CSRF token) carries over.
     session.clear()
     session["staff_id"], session["staff_since"] = staff.id, int(now().timestamp())

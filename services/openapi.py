@@ -43,7 +43,8 @@ NOT_JSON = (
 )
 
 ERRORS: dict[int, str] = {
-    400: "The body is not valid JSON, or not the JSON object the endpoint expects.",
+    400: "The body is not valid JSON, or not the JSON object the endpoint expects; or the path, query or a "
+         "header holds a NUL character.",
     401: "Missing or wrong credentials: the bearer token, or the provider's signature.",
     404: "No such resource (or a path parameter of the wrong form).",
     409: "The orderId already exists with different terms.",
@@ -302,7 +303,8 @@ def _responses(operation: Operation, rule: Rule) -> dict[str, Any]:
         responses[str(status)] = {"description": "Success.", "headers": request_id, "content": _success(operation)}
     if operation.media:
         responses["304"] = {"description": "Not modified (If-None-Match).", "headers": request_id}
-    errors = set(operation.errors) | {503}
+    # Any request may be refused at the edge (400: a NUL in its path, query or headers).
+    errors = set(operation.errors) | {400, 503}
     if operation.security or operation.signature:
         errors.add(401)
     if operation.body is not None and operation.text_response is None and not operation.signature:
