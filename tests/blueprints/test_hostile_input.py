@@ -8,9 +8,13 @@ from __future__ import annotations
 import re
 
 import pytest
+from marshmallow import validate
+from sqlalchemy import BigInteger
 
+from services.models import Order
+from services.schemas import MAX_CREDIT, MAX_TELEGRAM_ID, PaymentRequestSchema, SubscriptionSchema
 from tests.conftest import AUTH
-from tests.helpers import assert_error, create
+from tests.helpers import assert_error, balance, create, status
 from tests.support.admin import app, cheap_hashing, fresh_panel_tokens, staff  # noqa: F401
 
 _TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -81,3 +85,40 @@ def test_nul_in_a_console_form_field_is_an_html_400(console):
     response = console.post("/console/events/1/assign",
                             data={"order_id": "o\x00", "csrf_token": csrf(console, "/console/")})
     assert response.status_code == 400 and response.mimetype == "text/html"
+
+
+# --- integers at their column's limits ---------------------------------------------------------------------
+
+def _column_max(column) -> int:
+    return 2**63 - 1 if isinstance(column.type, BigInteger) else 2**31 - 1
+
+
+@pytest.mark.parametrize("schema, field, column", [
+    (PaymentRequestSchema, "telegram_id", Order.__table__.c.telegram_id),
+    (PaymentRequestSchema, "credit", Order.__table__.c.credit),
+    (SubscriptionSchema, "days", Order.__table__.c.subscription_days),
+])
+def test_every_request_integer_fits_its_column(schema, field, column):
+    [limit] = [rule for rule in schema().fields[field].validators if isinstance(rule, validate.Range)]
+    assert limit.max <= _column_max(column)
+
+
+def test_largest_credit_and_telegram_id_are_stored_and_credited(client):
+    body = {"telegramId": MAX_TELEGRAM_ID, "credit": MAX_CREDIT, "subscription": {"plan": "max", "days": 3650}}
+    created = create(client, orderId="big-1", **body)
+    assert created.status_code == 201, created.get_json()
+    assert client.post(f"/sandbox/sbp/{created.get_json()['qrcId']}/pay", headers=AUTH).status_code == 200
+    assert status(client, "big-1")["credit"] == MAX_CREDIT
+    assert balance(client, MAX_TELEGRAM_ID) == MAX_CREDIT
+
+
+@pytest.mark.parametrize("extra, field", [
+    ({"telegramId": MAX_TELEGRAM_ID + 1}, "telegramId"),
+    ({"telegramId": 1, "credit": MAX_CREDIT + 1}, "credit"),
+    ({"telegramId": 1, "credit": 2**31}, "credit"),
+    ({"telegramId": 1, "credit": 10**12}, "credit"),
+    ({"telegramId": 1, "subscription": {"plan": "p", "days": 3651}}, "subscription"),
+])
+def test_integers_beyond_the_limit_are_422(client, extra, field):
+    error = assert_error(create(client, orderId="big-2", **extra), 422, "validation_error")
+    assert field in error["fields"]
