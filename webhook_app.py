@@ -13,6 +13,7 @@ from flask.json.provider import DefaultJSONProvider
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from blueprints import register_blueprints
+from blueprints.bounded_request import BoundedRequest
 from blueprints.console import ConsoleSessionInterface
 from blueprints.errors import register_error_handlers
 from blueprints.input_guard import register_input_guard
@@ -41,6 +42,7 @@ class DecimalJSONProvider(DefaultJSONProvider):
 def create_app(environ: Mapping[str, str] | None = None) -> Flask:
     """Build the app from `environ` (default: the process environment over `.env`)."""
     app = Flask(__name__, instance_path=str(ROOT / "instance"))
+    app.request_class = BoundedRequest
     env = read_environment(ROOT / ".env") if environ is None else dict(environ)
     settings = load_settings(env, Path(app.instance_path))
     configure_logging(settings.log_level)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 from datetime import datetime
 from typing import Callable
 
@@ -105,10 +106,15 @@ def actor() -> str:
     return audit.staff_actor(g.staff.email)
 
 
+# A console page: no scheme or host, and no control character, space or backslash (CR/LF would break the
+# Location header; browsers read a backslash as a slash).
+_LOCAL_TARGET = re.compile(r"/console/[^\x00-\x20\x7f\\]*")
+
+
 def _back():
     """Where an action returns: the console page it was posted from, never another site."""
     target = request.form.get("next", "")
-    if not target.startswith("/console/") or target.startswith("//"):
+    if not _LOCAL_TARGET.fullmatch(target):
         target = url_for("console.index")
     return redirect(target, code=303)
 

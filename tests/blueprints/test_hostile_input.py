@@ -5,9 +5,11 @@ Several of these only failed on PostgreSQL (text columns refuse NUL, INTEGER is 
 
 from __future__ import annotations
 
+import io
 import re
 
 import pytest
+import requests
 from marshmallow import validate
 from sqlalchemy import BigInteger
 
@@ -15,7 +17,8 @@ from services.models import Order
 from services.schemas import MAX_CREDIT, MAX_TELEGRAM_ID, PaymentRequestSchema, SubscriptionSchema
 from tests.conftest import AUTH
 from tests.helpers import assert_error, balance, create, status
-from tests.support.admin import app, cheap_hashing, fresh_panel_tokens, staff  # noqa: F401
+from tests.support.admin import PASSWORD, app, cheap_hashing, fresh_panel_tokens, staff  # noqa: F401
+from tests.support.live import LiveServer
 
 _TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -27,7 +30,7 @@ def csrf(client, path: str = "/console/login") -> str:
 @pytest.fixture
 def console(app, client, cheap_hashing):  # noqa: F811
     staff(app)
-    client.post("/console/login", data={"email": "admin@example.test", "password": "correct horse battery staple",
+    client.post("/console/login", data={"email": "admin@example.test", "password": PASSWORD,
                                         "csrf_token": csrf(client)})
     return client
 
@@ -122,3 +125,49 @@ def test_largest_credit_and_telegram_id_are_stored_and_credited(client):
 def test_integers_beyond_the_limit_are_422(client, extra, field):
     error = assert_error(create(client, orderId="big-2", **extra), 422, "validation_error")
     assert field in error["fields"]
+
+
+# --- chunked bodies ----------------------------------------------------------------------------------------
+
+def chunked_post(client, path: str, body: bytes, **headers: str):
+    """A body without Content-Length, as gunicorn hands over a chunked request (wsgi.input_terminated)."""
+    return client.post(path, input_stream=io.BytesIO(body), content_type="application/json",
+                       headers={**headers, "Transfer-Encoding": "chunked"},
+                       environ_overrides={"wsgi.input_terminated": True})
+
+
+def padded_payment(size: int) -> bytes:
+    """A valid payment request of exactly `size` bytes."""
+    head, tail = b'{"amount": 1, "orderId": "chunked-1", "description": "', b'"}'
+    return head + b"x" * (size - len(head) - len(tail)) + tail
+
+
+@pytest.mark.parametrize("path", ["/api/payment", "/webhook/cryptobot", "/webhook/sbp/tbank"])
+def test_chunked_body_over_the_limit_is_413(client, path):
+    response = chunked_post(client, path, padded_payment(65536 + 1), Authorization=AUTH["Authorization"])
+    assert_error(response, 413, "payload_too_large")
+
+
+def test_chunked_body_at_the_limit_is_read_whole(make_app):
+    client = make_app(MAX_BODY_BYTES="1024").test_client()
+    response = chunked_post(client, "/api/payment", padded_payment(1024), Authorization=AUTH["Authorization"])
+    assert response.status_code == 201, response.get_json()
+
+
+def test_chunked_body_over_the_limit_is_413_through_gunicorn(base_env, tmp_path):
+    with LiveServer(base_env, workers=1, log_path=tmp_path / "gunicorn.log") as live:
+        body = padded_payment(65536 * 2)
+        response = requests.post(live.url + "/api/payment", data=iter([body[:1000], body[1000:]]),
+                                 headers={**AUTH, "Content-Type": "application/json"}, timeout=10)
+    assert response.request.headers["Transfer-Encoding"] == "chunked"
+    assert response.status_code == 413 and response.json()["error"]["code"] == "payload_too_large"
+
+
+# --- where the login returns --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("target", ["/console/\r\nSet-Cookie: x=1", "/console/\nx", "/console/\rx"])
+def test_login_next_with_control_characters_falls_back_to_the_console(app, client, cheap_hashing, target):  # noqa: F811
+    staff(app)
+    response = client.post("/console/login", data={"email": "admin@example.test", "password": PASSWORD,
+                                                   "csrf_token": csrf(client), "next": target})
+    assert response.status_code == 303 and response.location == "/console/"
