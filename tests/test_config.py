@@ -49,6 +49,8 @@ def test_tokens_are_comma_separated_for_rotation():
     ({"TELEGRAM_WEBHOOK_SECRET": "has space"}, "TELEGRAM_WEBHOOK_SECRET"),
     ({"DATABASE_POOL_SIZE": "0"}, "DATABASE_POOL_SIZE"),
     ({"GUNICORN_THREADS": "many"}, "GUNICORN_THREADS"),
+    ({"DATABASE_LOCK_TIMEOUT_SECONDS": "11"}, "DATABASE_LOCK_TIMEOUT_SECONDS"),
+    ({"DATABASE_LOCK_TIMEOUT_SECONDS": "5", "GUNICORN_TIMEOUT": "12"}, "DATABASE_LOCK_TIMEOUT_SECONDS"),
     ({"APP_ENV": "production", "SECRET_KEY": STRONG, "WEBHOOK_API_TOKEN": f"{STRONG},short"}, "WEBHOOK_API_TOKEN"),
     ({"APP_ENV": "production"}, "SECRET_KEY"),
 ])
