@@ -66,7 +66,8 @@ def _load_staff_and_check_csrf():
 
 
 def _session_staff() -> users.StaffUser | None:
-    """The logged-in account, or None when the session is absent, too old, or its account is disabled."""
+    """The logged-in account, or None when the session is absent, too old, revoked by a logout, or its
+    account is disabled."""
     staff_id, since = session.get("staff_id"), session.get("staff_since")
     if staff_id is None or since is None:
         return None
@@ -74,8 +75,9 @@ def _session_staff() -> users.StaffUser | None:
         session.clear()
         return None
     staff = users.get_active(staff_id)
-    if staff is None:
+    if staff is None or staff.session_version != session.get("staff_version"):
         session.clear()
+        return None
     return staff
 
 
@@ -134,18 +136,21 @@ def login():
         return render_template("console/login.html", next=request.args.get("next", ""))
     try:
         staff = users.authenticate(request.form.get("email", ""), request.form.get("password", ""),
-                                   settings(), now())
+                                   request.remote_addr or "", settings(), now())
     except users.LoginFailed as exc:
         return _login_form(exc.message, 401)
     # A fresh session on login, so nothing set before it (a planted id, an old CSRF token) carries over.
     session.clear()
-    session["staff_id"], session["staff_since"] = staff.id, int(now().timestamp())
+    session.update(staff_id=staff.id, staff_since=int(now().timestamp()), staff_version=staff.session_version)
     logger.info("staff logged in", extra={"staff_id": staff.id})
     return _back()
 
 
 @bp.post("/logout")
 def logout():
+    # Clearing the cookie is not enough: a copy of it (another device, a stolen one) must stop working too.
+    if g.staff is not None:
+        users.revoke_sessions(g.staff.id)
     session.clear()
     return redirect(url_for("console.login"), code=303)
 
