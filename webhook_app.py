@@ -18,6 +18,7 @@ from blueprints.console import ConsoleSessionInterface
 from blueprints.errors import register_error_handlers
 from blueprints.input_guard import register_input_guard
 from blueprints.requests_log import register_request_hooks
+from blueprints.security_headers import register_security_headers
 from commands import register_commands
 from services.db import configure_engine, db, engine_options, migrate
 from services.logs import configure_logging
@@ -70,6 +71,7 @@ def create_app(environ: Mapping[str, str] | None = None) -> Flask:
         configure_engine(db.engine)
     register_request_hooks(app)
     register_input_guard(app)
+    register_security_headers(app)
     register_error_handlers(app)
     register_blueprints(app)
     register_commands(app)
