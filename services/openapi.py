@@ -142,7 +142,9 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         description="0 for a buyer never seen; 422 for an id beyond the documented maximum."),
     ("GET", "/api/payment/{order_id}/qr.{fmt}"): Operation(
         "The QR image of an SBP payment", "payments", None, media=("image/png", "image/svg+xml"),
-        description="No token: the buyer's browser loads it. Cacheable (ETag, Cache-Control)."),
+        description="No token: the buyer's browser loads it. Served only while the order is pending and before "
+                    "its expiresAt; 404 otherwise, the same as for an unknown orderId. Cacheable by the browser "
+                    "until then (ETag, Cache-Control)."),
     ("GET", "/api/health"): Operation(
         "Health, with a database check", "health", "ApiHealthSchema", bodies={503: "ApiHealthSchema"}),
     ("GET", "/health"): Operation(
