@@ -113,6 +113,7 @@ class Operation:
     description: str = ""
     security: str | None = None
     body: str | dict[str, Any] | None = None
+    query: str | None = None
     status: int = 200
     also: tuple[int, ...] = ()
     errors: tuple[int, ...] = ()
@@ -175,6 +176,11 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("POST", "/admin/orders/{order_id}/replay"): Operation(
         "Re-run an order's failed events, fulfilment and announcements", "admin", "ReplayResultSchema",
         security=ADMIN_KEY, description="Idempotent: only what is missing is added."),
+    ("GET", "/admin/events"): Operation(
+        "The events that need support", "admin", "SupportEventsSchema", security=ADMIN_KEY,
+        query="EventsQuerySchema",
+        description="Unmatched payments, mismatches, conflicts and processing failures, newest first, with "
+                    "the ids /admin/events/{event_id}/assign takes. Page with `limit` and `before`."),
     ("POST", "/admin/events/{event_id}/assign"): Operation(
         "Assign an unmatched payment to an order", "admin", "AssignResultSchema", security=ADMIN_KEY,
         body="AssignRequestSchema", errors=(409,),
@@ -276,6 +282,9 @@ def _operation(operation: Operation, rule: Rule) -> dict[str, Any]:
     if operation.description:
         described["description"] = operation.description
     parameters = [_path_parameter(name, converter) for name, converter in _converters(rule).items()]
+    if operation.query:
+        # apispec's marshmallow plugin spreads the schema into one query parameter per field.
+        parameters.append({"in": "query", "schema": operation.query})
     if operation.signature:
         header, explain = operation.signature
         parameters.append({"in": "header", "name": header, "required": True, "description": explain,
@@ -311,6 +320,8 @@ def _responses(operation: Operation, rule: Rule) -> dict[str, Any]:
         errors.add(401)
     if operation.body is not None and operation.text_response is None and not operation.signature:
         errors |= {400, 413, 415, 422}
+    if operation.query:
+        errors.add(422)
     if rule.arguments:
         errors.add(404)
     for status in sorted(errors):
