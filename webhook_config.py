@@ -275,6 +275,17 @@ def _validate(settings: Settings) -> None:
             values = value if isinstance(value, tuple) else (value,) if value else ()
             if any(len(item) < MIN_SECRET_LENGTH for item in values):
                 raise ConfigError(f"{name} must be at least {MIN_SECRET_LENGTH} characters in production")
+        _validate_production_roles(settings)
+
+
+def _validate_production_roles(settings: Settings) -> None:
+    # The sandbox lets any holder of WEBHOOK_API_TOKEN mark a payment paid: free goods in production.
+    if settings.sandbox:
+        raise ConfigError("SBP_GATEWAY=sandbox is refused in production (holders of WEBHOOK_API_TOKEN could mark "
+                          "payments paid): set SBP_GATEWAY=tbank")
+    # Payment callers must not hold the admin key (refunds, assignments, panel changes).
+    if set(settings.api_tokens) & set(settings.admin_keys):
+        raise ConfigError("ADMIN_API_KEY must differ from every WEBHOOK_API_TOKEN in production")
 
 
 def _is_telegram_secret(value: str) -> bool:
