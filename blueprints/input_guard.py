@@ -14,7 +14,7 @@ from flask import Flask, request
 
 from services.errors import GatewayError, InvalidRequest
 
-FORM = "application/x-www-form-urlencoded"
+FORM, MULTIPART = "application/x-www-form-urlencoded", "multipart/form-data"
 NUL_MESSAGE = "must not contain NUL characters"
 
 
@@ -37,7 +37,11 @@ def _has_nul() -> bool:
         return True
     if any("\x00" in value for _, value in request.headers.items()):
         return True
-    return request.mimetype == FORM and _encodes_nul(request.get_data(cache=True))
+    if request.mimetype == FORM:
+        return _encodes_nul(request.get_data(cache=True))
+    # Flask reads the console's form fields from a multipart body just the same.
+    return request.mimetype == MULTIPART and any(
+        "\x00" in name or "\x00" in value for name, value in request.form.items(multi=True))
 
 
 def _encodes_nul(raw: bytes) -> bool:

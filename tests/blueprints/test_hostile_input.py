@@ -77,6 +77,13 @@ def test_nul_in_the_login_email_shows_the_form_again(app, client, cheap_hashing)
     assert 'name="password"' in page and "NUL" in page
 
 
+def test_nul_in_a_multipart_login_form_shows_the_form_again(app, client, cheap_hashing):  # noqa: F811
+    staff(app)
+    response = client.post("/console/login", content_type="multipart/form-data", data={
+        "email": "admin@example.test\x00", "password": "x", "csrf_token": csrf(client)})
+    assert response.status_code == 400 and 'name="password"' in response.get_data(as_text=True)
+
+
 @pytest.mark.parametrize("path", ["/console/?q=a%00b", "/console/orders/a%00b"])
 def test_nul_in_a_console_page_address_is_an_html_400(console, path):
     response = console.get(path)
