@@ -3,6 +3,7 @@ and outbound requests that only ever go where the configuration says."""
 
 from __future__ import annotations
 
+import hmac
 import re
 from decimal import Decimal
 
@@ -101,3 +102,34 @@ def test_urls_in_an_order_never_become_destinations(make_app, merchant, telegram
     run_worker(app, "telegram")
     assert len(merchant.deliveries()) == 1 and sent
     assert all(url.startswith((merchant.hook_url, telegram.api_url)) for url in sent), sent
+
+
+# --- secrets compared in constant time --------------------------------------------------------------------
+
+@pytest.fixture
+def compared(monkeypatch) -> list[int]:
+    """Counts hmac.compare_digest calls: every secret comparison must go through it."""
+    calls: list[int] = []
+    original = hmac.compare_digest
+    monkeypatch.setattr(hmac, "compare_digest", lambda a, b: calls.append(1) or original(a, b))
+    return calls
+
+
+def test_a_bearer_token_is_compared_with_every_rotated_one_in_constant_time(make_app, compared):
+    old, new = "old-token-0123456789abcdef0123456789", "new-token-0123456789abcdef0123456789"
+    client = make_app(WEBHOOK_API_TOKEN=f"{old},{new}").test_client()
+    assert_error(client.get("/api/status/x", headers={"Authorization": f"Bearer {old}"}), 404)
+    assert len(compared) == 2  # no early exit on the first match: the time does not tell which one matched
+
+
+@pytest.mark.parametrize("path, env, headers", [
+    ("/webhook/telegram", {"TELEGRAM_BOT_TOKEN": "1:x", "TELEGRAM_WEBHOOK_SECRET": "s" * 32},
+     {"X-Telegram-Bot-Api-Secret-Token": "t" * 32}),
+    ("/bmc-webhook", {"BMC_WEBHOOK_SECRET": "b" * 32}, {"X-Signature-Sha256": "0" * 64}),
+    ("/webhook/cryptobot", {"CRYPTOBOT_TOKEN": "1:token"}, {"Crypto-Pay-Api-Signature": "0" * 64}),
+])
+def test_webhook_secrets_are_compared_in_constant_time(make_app, compared, path, env, headers):
+    response = make_app(**env).test_client().post(path, data=b'{"update_id": 1}', headers=headers,
+                                                  content_type="application/json")
+    assert_error(response, 401)
+    assert compared

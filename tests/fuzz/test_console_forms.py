@@ -1,8 +1,9 @@
 """Schemathesis against the console's forms: whatever a form or a console address carries, never a 500.
 
 The console is HTML, so the public OpenAPI document leaves it out; this module describes the forms in a
-small document of its own, with what the fuzzer once found (NUL, CR/LF) pinned as its examples. Each call carries a live session and a valid CSRF token, so the fuzzed values
-get past the CSRF check and reach the login, the search, the order page and the assignment.
+small document of its own, with what was once found (NUL, CR/LF) pinned as its examples. Each call carries
+a live session and a valid CSRF token, so the fuzzed values get past the CSRF check and reach the login,
+the search, the order page and the assignment.
 """
 
 from __future__ import annotations
