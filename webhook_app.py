@@ -13,9 +13,12 @@ from flask.json.provider import DefaultJSONProvider
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from blueprints import register_blueprints
+from blueprints.bounded_request import BoundedRequest
 from blueprints.console import ConsoleSessionInterface
 from blueprints.errors import register_error_handlers
+from blueprints.input_guard import register_input_guard
 from blueprints.requests_log import register_request_hooks
+from blueprints.security_headers import register_security_headers
 from commands import register_commands
 from services.db import configure_engine, db, engine_options, migrate
 from services.logs import configure_logging
@@ -40,6 +43,7 @@ class DecimalJSONProvider(DefaultJSONProvider):
 def create_app(environ: Mapping[str, str] | None = None) -> Flask:
     """Build the app from `environ` (default: the process environment over `.env`)."""
     app = Flask(__name__, instance_path=str(ROOT / "instance"))
+    app.request_class = BoundedRequest
     env = read_environment(ROOT / ".env") if environ is None else dict(environ)
     settings = load_settings(env, Path(app.instance_path))
     configure_logging(settings.log_level)
@@ -47,7 +51,8 @@ def create_app(environ: Mapping[str, str] | None = None) -> Flask:
         SETTINGS=settings,
         SECRET_KEY=settings.secret_key or _development_secret(Path(app.instance_path)),
         SQLALCHEMY_DATABASE_URI=settings.database_url,
-        SQLALCHEMY_ENGINE_OPTIONS=engine_options(settings.database_url, settings.database_pool_size),
+        SQLALCHEMY_ENGINE_OPTIONS=engine_options(settings.database_url, settings.database_pool_size,
+                                                 settings.database_lock_timeout),
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
@@ -65,6 +70,8 @@ def create_app(environ: Mapping[str, str] | None = None) -> Flask:
     with app.app_context():
         configure_engine(db.engine)
     register_request_hooks(app)
+    register_input_guard(app)
+    register_security_headers(app)
     register_error_handlers(app)
     register_blueprints(app)
     register_commands(app)

@@ -31,6 +31,7 @@ class Settings:
     secret_key: str = field(default="", repr=False)
     database_url: str = field(default="", repr=False)
     database_pool_size: int = 6
+    database_lock_timeout: float = 5.0
     api_tokens: tuple[str, ...] = field(default=(), repr=False)
     admin_keys: tuple[str, ...] = field(default=(), repr=False)
     server_url: str = "http://127.0.0.1:8080"
@@ -192,6 +193,17 @@ def _connections_in_use(env: Mapping[str, str]) -> int:
     return threads + _int(env, "PANEL_REFRESH_CONCURRENCY", 4, minimum=1) + 1
 
 
+def _lock_wait(env: Mapping[str, str]) -> float:
+    """How long a statement may wait for a lock (or a pooled connection): well under gunicorn's request
+    timeout, so a long wait ends as a 503 the caller retries, not as a killed worker and a dropped connection."""
+    wait = _decimal_seconds(env, "DATABASE_LOCK_TIMEOUT_SECONDS", 5.0)
+    request_timeout = _int(env, "GUNICORN_TIMEOUT", 30, minimum=1)
+    if wait > request_timeout / 3:
+        raise ConfigError(f"DATABASE_LOCK_TIMEOUT_SECONDS must be at most a third of GUNICORN_TIMEOUT "
+                          f"({request_timeout} s), got {wait:g}")
+    return wait
+
+
 def default_database_url(instance_path: Path) -> str:
     return f"sqlite:///{instance_path / 'webhook.db'}"
 
@@ -204,6 +216,7 @@ def load_settings(environ: Mapping[str, str], instance_path: Path) -> Settings:
         secret_key=_text(env, "SECRET_KEY"),
         database_url=_text(env, "DATABASE_URL") or default_database_url(instance_path),
         database_pool_size=_int(env, "DATABASE_POOL_SIZE", _connections_in_use(env), minimum=1),
+        database_lock_timeout=_lock_wait(env),
         api_tokens=_list(env, "WEBHOOK_API_TOKEN"),
         admin_keys=_list(env, "ADMIN_API_KEY"),
         server_url=_url(env, "SERVER_URL", "http://127.0.0.1:8080").rstrip("/"),
@@ -295,6 +308,17 @@ def _validate(settings: Settings) -> None:
             values = value if isinstance(value, tuple) else (value,) if value else ()
             if any(len(item) < MIN_SECRET_LENGTH for item in values):
                 raise ConfigError(f"{name} must be at least {MIN_SECRET_LENGTH} characters in production")
+        _validate_production_roles(settings)
+
+
+def _validate_production_roles(settings: Settings) -> None:
+    # The sandbox lets any holder of WEBHOOK_API_TOKEN mark a payment paid: free goods in production.
+    if settings.sandbox:
+        raise ConfigError("SBP_GATEWAY=sandbox is refused in production (holders of WEBHOOK_API_TOKEN could mark "
+                          "payments paid): set SBP_GATEWAY=tbank")
+    # Payment callers must not hold the admin key (refunds, assignments, panel changes).
+    if set(settings.api_tokens) & set(settings.admin_keys):
+        raise ConfigError("ADMIN_API_KEY must differ from every WEBHOOK_API_TOKEN in production")
 
 
 def _is_telegram_secret(value: str) -> bool:

@@ -5,10 +5,11 @@ from __future__ import annotations
 from flask import Blueprint, request
 
 from blueprints.http import load_body, note_order, now, require_bearer, settings
-from services import admin, audit
+from services import admin, audit, timeline
+from services.admin_schemas import (AssignRequestSchema, AssignResultSchema, EventsQuerySchema, PurchaseSchema,
+                                    RefreshResultSchema, RefreshSummarySchema, ReplayResultSchema,
+                                    SupportEventsSchema)
 from services.panels import sync as panel
-from services.admin_schemas import (AssignRequestSchema, AssignResultSchema, PurchaseSchema, RefreshResultSchema,
-                                    RefreshSummarySchema, ReplayResultSchema)
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 admin_key = require_bearer(lambda s: s.admin_keys, "The admin API (ADMIN_API_KEY)")
@@ -37,6 +38,14 @@ def update_all_configs():
 def replay_order(order_id: str):
     note_order(order_id)
     return ReplayResultSchema().dump(admin.replay_order(order_id, actor(), settings(), now()))
+
+
+@bp.get("/events")
+@admin_key
+def support_events():
+    query = EventsQuerySchema().load(request.args.to_dict())
+    return SupportEventsSchema().dump(timeline.events_for_support(query.get("status"), query["limit"],
+                                                                  query.get("before")))
 
 
 @bp.post("/events/<row_id:event_id>/assign")

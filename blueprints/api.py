@@ -7,7 +7,7 @@ from flask import Blueprint, Response, request
 from blueprints.http import load_body, note_order, now, require_bearer, settings
 from services import audit, ledger, payments, qr, renewals
 from services.errors import InvalidRequest, NotFound
-from services.orders import get_order, status_of
+from services.orders import status_of
 from services.schemas import (MAX_TELEGRAM_ID, BalanceSchema, CancellationSchema, OrderStatusSchema,
                               PaymentRequestSchema, PaymentResponseSchema)
 
@@ -60,13 +60,13 @@ def qr_image(order_id: str, fmt: str):
     if fmt not in qr.FORMATS:
         raise NotFound("QR images are served as qr.png or qr.svg.")
     note_order(order_id)
-    link = get_order(order_id).provider_data.get("qr")
-    if not link:
-        raise NotFound(f"Order {order_id!r} has no SBP QR code.")
+    current = now()
+    link, expires_at = qr.payable_link(order_id, current)
     tag = qr.etag(link, fmt)
     response = Response(status=304) if tag in request.if_none_match else Response(qr.render(link, fmt))
     response.mimetype = qr.FORMATS[fmt]
     response.set_etag(tag)
-    # The link of an order never changes, so browsers and proxies may keep the image.
-    response.headers["Cache-Control"] = "public, max-age=86400, immutable"
+    # The link of an order never changes, but the image is for the buyer only and only while the order can
+    # be paid: the browser may keep it until then, shared caches not at all.
+    response.headers["Cache-Control"] = f"private, max-age={int((expires_at - current).total_seconds())}"
     return response

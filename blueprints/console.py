@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 from datetime import datetime
 from typing import Callable
 
@@ -66,7 +67,8 @@ def _load_staff_and_check_csrf():
 
 
 def _session_staff() -> users.StaffUser | None:
-    """The logged-in account, or None when the session is absent, too old, or its account is disabled."""
+    """The logged-in account, or None when the session is absent, too old, revoked by a logout, or its
+    account is disabled."""
     staff_id, since = session.get("staff_id"), session.get("staff_since")
     if staff_id is None or since is None:
         return None
@@ -74,14 +76,23 @@ def _session_staff() -> users.StaffUser | None:
         session.clear()
         return None
     staff = users.get_active(staff_id)
-    if staff is None:
+    if staff is None or staff.session_version != session.get("staff_version"):
         session.clear()
+        return None
     return staff
 
 
 @bp.errorhandler(GatewayError)
 def _error_page(exc: GatewayError):
+    if request.endpoint == "console.login":
+        # A refused login form (bad characters, expired CSRF token) is shown again, with the reason.
+        return _login_form(exc.message, exc.status)
     return render_template("console/error.html", status=exc.status, message=exc.message), exc.status
+
+
+def _login_form(error: str, status: int):
+    return render_template("console/login.html", error=error, email=request.form.get("email", ""),
+                           next=request.form.get("next", "")), status
 
 
 def admin_only(view: Callable):
@@ -98,10 +109,15 @@ def actor() -> str:
     return audit.staff_actor(g.staff.email)
 
 
+# A console page: no scheme or host, and no control character, space or backslash (CR/LF would break the
+# Location header; browsers read a backslash as a slash).
+_LOCAL_TARGET = re.compile(r"/console/[^\x00-\x20\x7f\\]*")
+
+
 def _back():
     """Where an action returns: the console page it was posted from, never another site."""
     target = request.form.get("next", "")
-    if not target.startswith("/console/") or target.startswith("//"):
+    if not _LOCAL_TARGET.fullmatch(target):
         target = url_for("console.index")
     return redirect(target, code=303)
 
@@ -121,19 +137,21 @@ def login():
         return render_template("console/login.html", next=request.args.get("next", ""))
     try:
         staff = users.authenticate(request.form.get("email", ""), request.form.get("password", ""),
-                                   settings(), now())
+                                   request.remote_addr or "", settings(), now())
     except users.LoginFailed as exc:
-        return render_template("console/login.html", error=exc.message, email=request.form.get("email", ""),
-                               next=request.form.get("next", "")), 401
+        return _login_form(exc.message, 401)
     # A fresh session on login, so nothing set before it (a planted id, an old CSRF token) carries over.
     session.clear()
-    session["staff_id"], session["staff_since"] = staff.id, int(now().timestamp())
+    session.update(staff_id=staff.id, staff_since=int(now().timestamp()), staff_version=staff.session_version)
     logger.info("staff logged in", extra={"staff_id": staff.id})
     return _back()
 
 
 @bp.post("/logout")
 def logout():
+    # Clearing the cookie is not enough: a copy of it (another device, a stolen one) must stop working too.
+    if g.staff is not None:
+        users.revoke_sessions(g.staff.id)
     session.clear()
     return redirect(url_for("console.login"), code=303)
 

@@ -10,10 +10,13 @@ from flask import Blueprint, Response, current_app, send_from_directory, url_for
 from markupsafe import escape
 from swagger_ui_bundle import swagger_ui_path
 
+from blueprints.security_headers import relax_policy
 from services import openapi
 from services.errors import NotFound
 
 bp = Blueprint("docs", __name__, url_prefix="/api")
+# Swagger UI sets style attributes on what it renders, and its stylesheet's icons are data: URIs.
+relax_policy(bp, style_src="'self' 'unsafe-inline'", img_src="'self' data:")
 
 ASSETS = frozenset({"swagger-ui-bundle.js", "swagger-ui.css", "favicon-32x32.png", "favicon-16x16.png"})
 

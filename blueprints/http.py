@@ -12,6 +12,7 @@ from typing import Any, Callable
 from flask import current_app, g, request
 from marshmallow import Schema
 
+from blueprints.input_guard import refuse_nul_in_json
 from services.db import utcnow
 from services.errors import GatewayError, MalformedPayload, NotConfigured
 from webhook_config import Settings
@@ -93,4 +94,5 @@ def load_body(schema: Schema) -> dict[str, Any]:
     payload = parse_json(request.get_data(cache=True))
     if not isinstance(payload, dict):
         raise MalformedPayload("The body must be a JSON object.")
+    refuse_nul_in_json(payload)
     return schema.load(payload)

@@ -237,6 +237,12 @@ configure_nginx() {
 start_services() {
     say "systemd: enabling and (re)starting webhook.service ${WORKER_UNITS[*]}"
     run systemctl enable webhook.service "${WORKER_UNITS[@]}"
+    if [[ $DRY_RUN -eq 0 ]] && grep -q '__SET_ME__' "$ENV_FILE"; then
+        # Production refuses to start without a real SBP gateway: nothing to start until it is set.
+        say "not started yet: fill in the values marked __SET_ME__ in $ENV_FILE (the T-Bank terminal),"
+        say "then: systemctl restart webhook.service && systemctl start ${WORKER_UNITS[*]}"
+        return
+    fi
     # restart = start on a first install, pick up new code on an upgrade.
     # webhook.service migrates the schema (ExecStartPre) before it is ready.
     # The workers are PartOf=webhook.service, so this restarts running ones;

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from services.schemas import ORDER_ID_PATTERN, UTCTimestamp
+from services.db import ROW_ID_MAX
+from services.notices import NEEDS_REVIEW
+from services.schemas import ORDER_ID_PATTERN, Amount, UTCTimestamp
 
 
 class RefreshResultSchema(Schema):
@@ -79,3 +81,36 @@ class PurchaseSchema(Schema):
     created_at = UTCTimestamp(data_key="createdAt", required=True)
     updated_at = UTCTimestamp(data_key="updatedAt", required=True)
     orders = fields.List(fields.Nested(PurchaseOrderSchema), required=True)
+
+
+class EventsQuerySchema(Schema):
+    """GET /admin/events query: one status (default: every status that needs support) and a page."""
+
+    # No load_default=None on the optional ones: it would document them as nullable, which a query cannot be.
+    status = fields.String(validate=validate.OneOf(sorted(NEEDS_REVIEW)))
+    limit = fields.Integer(load_default=50, validate=validate.Range(1, 100))
+    before = fields.Integer(validate=validate.Range(1, ROW_ID_MAX), metadata={
+        "description": "Continue after this event id: `nextBefore` of the previous page."})
+
+
+class SupportEventSchema(Schema):
+    """An event that needs support; `id` is what /admin/events/{id}/assign takes."""
+
+    id = fields.Integer(required=True)
+    provider = fields.String(required=True)
+    event_type = fields.String(data_key="eventType", required=True)
+    status = fields.String(required=True)
+    amount = Amount(allow_none=True, required=True)
+    currency = fields.String(allow_none=True, required=True)
+    received_at = UTCTimestamp(data_key="receivedAt", required=True)
+    order_id = fields.String(data_key="orderId", allow_none=True, required=True,
+                             metadata={"description": "The orderId the payment named, if any."})
+    reason = fields.String(required=True)
+
+
+class SupportEventsSchema(Schema):
+    """GET /admin/events: newest first; `nextBefore` is null on the last page."""
+
+    success = fields.Constant(True)
+    events = fields.List(fields.Nested(SupportEventSchema), required=True)
+    next_before = fields.Integer(data_key="nextBefore", allow_none=True, required=True)

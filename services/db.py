@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -93,15 +94,19 @@ class UTCDateTime(TypeDecorator):
         return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
 
 
-def engine_options(database_url: str, pool_size: int) -> dict[str, Any]:
-    """Engine settings per backend: survive database restarts, wait briefly for SQLite locks."""
+def engine_options(database_url: str, pool_size: int, lock_timeout: float) -> dict[str, Any]:
+    """Engine settings per backend: survive database restarts; wait for a lock or a pooled connection
+    at most `lock_timeout` seconds, then fail (OperationalError / pool TimeoutError: a 503 to retry)."""
     # JSON columns hold exact decimals (amounts in metadata and event payloads), never floats.
     json_options = {"json_serializer": functools.partial(simplejson.dumps, use_decimal=True),
                     "json_deserializer": functools.partial(simplejson.loads, use_decimal=True)}
     if database_url.startswith("sqlite"):
-        return {**json_options, "connect_args": {"timeout": 30, "check_same_thread": False}}
+        return {**json_options, "connect_args": {"timeout": lock_timeout, "check_same_thread": False}}
+    # PostgreSQL waits for a row lock forever unless told otherwise. Given as a startup option, so it holds
+    # for the whole session (a SET on connect would be undone by the pool's first rollback).
     return {**json_options, "pool_pre_ping": True, "pool_size": pool_size, "max_overflow": 5,
-            "connect_args": {"connect_timeout": 5}}
+            "pool_timeout": lock_timeout,
+            "connect_args": {"connect_timeout": 5, "options": f"-c lock_timeout={round(lock_timeout * 1000)}"}}
 
 
 def configure_engine(engine: Engine) -> None:
@@ -127,8 +132,13 @@ def configure_engine(engine: Engine) -> None:
     def _on_begin(connection):
         # A reader takes no lock: in WAL mode it sees a consistent snapshot beside the one writer.
         # Sent on the driver's connection: SQLAlchemy's execution path cost more than the statement.
-        connection.connection.driver_connection.execute(
-            "BEGIN" if connection.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
+        statement = "BEGIN" if connection.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE"
+        try:
+            connection.connection.driver_connection.execute(statement)
+        except sqlite3.OperationalError as exc:
+            # Bypassing SQLAlchemy skips its wrapping too: wrap here, so a lock wait that ran out is a
+            # DATABASE_DOWN error (503, retry) like any other, not an unexpected one.
+            raise OperationalError(statement, None, exc) from exc
 
 
 def insert_ignore(model: type[Base], values: dict[str, Any], conflict_columns: list[str]):

@@ -46,7 +46,8 @@ NOT_JSON = (
 )
 
 ERRORS: dict[int, str] = {
-    400: "The body is not valid JSON, or not the JSON object the endpoint expects.",
+    400: "The body is not valid JSON, or not the JSON object the endpoint expects; or the path, query or a "
+         "header holds a NUL character.",
     401: "Missing or wrong credentials: the bearer token, the provider's signature, or the Mini App's init data.",
     404: "No such resource (or a path parameter of the wrong form).",
     409: "The orderId already exists with different terms.",
@@ -96,6 +97,7 @@ class Operation:
     description: str = ""
     security: str | None = None
     body: str | dict[str, Any] | None = None
+    query: str | None = None
     status: int = 200
     also: tuple[int, ...] = ()
     errors: tuple[int, ...] = ()
@@ -125,7 +127,9 @@ CORE_OPERATIONS: dict[tuple[str, str], Operation] = {
         description="0 for a buyer never seen; 422 for an id beyond the documented maximum."),
     ("GET", "/api/payment/{order_id}/qr.{fmt}"): Operation(
         "The QR image of an SBP payment", "payments", None, media=("image/png", "image/svg+xml"),
-        description="No token: the buyer's browser loads it. Cacheable (ETag, Cache-Control)."),
+        description="No token: the buyer's browser loads it. Served only while the order is pending and before "
+                    "its expiresAt; 404 otherwise, the same as for an unknown orderId. Cacheable by the browser "
+                    "until then (ETag, Cache-Control)."),
     ("GET", "/api/health"): Operation(
         "Health, with a database check", "health", "ApiHealthSchema", bodies={503: "ApiHealthSchema"}),
     ("GET", "/health"): Operation(
@@ -140,6 +144,11 @@ CORE_OPERATIONS: dict[tuple[str, str], Operation] = {
     ("POST", "/admin/orders/{order_id}/replay"): Operation(
         "Re-run an order's failed events, fulfilment and announcements", "admin", "ReplayResultSchema",
         security=ADMIN_KEY, description="Idempotent: only what is missing is added."),
+    ("GET", "/admin/events"): Operation(
+        "The events that need support", "admin", "SupportEventsSchema", security=ADMIN_KEY,
+        query="EventsQuerySchema",
+        description="Unmatched payments, mismatches, conflicts and processing failures, newest first, with "
+                    "the ids /admin/events/{event_id}/assign takes. Page with `limit` and `before`."),
     ("POST", "/admin/events/{event_id}/assign"): Operation(
         "Assign an unmatched payment to an order", "admin", "AssignResultSchema", security=ADMIN_KEY,
         body="AssignRequestSchema", errors=(409,),
@@ -275,6 +284,9 @@ def _operation(operation: Operation, rule: Rule) -> dict[str, Any]:
     if operation.description:
         described["description"] = operation.description
     parameters = [_path_parameter(name, converter) for name, converter in _converters(rule).items()]
+    if operation.query:
+        # apispec's marshmallow plugin spreads the schema into one query parameter per field.
+        parameters.append({"in": "query", "schema": operation.query})
     if operation.signature:
         header, explain = operation.signature
         parameters.append({"in": "header", "name": header, "required": True, "description": explain,
@@ -304,11 +316,14 @@ def _responses(operation: Operation, rule: Rule) -> dict[str, Any]:
         responses[str(status)] = {"description": "Success.", "headers": request_id, "content": _success(operation)}
     if operation.media:
         responses["304"] = {"description": "Not modified (If-None-Match).", "headers": request_id}
-    errors = set(operation.errors) | {503}
+    # Any request may be refused at the edge (400: a NUL in its path, query or headers).
+    errors = set(operation.errors) | {400, 503}
     if operation.security or operation.signature:
         errors.add(401)
     if operation.body is not None and operation.text_response is None and not operation.signature:
         errors |= {400, 413, 415, 422}
+    if operation.query:
+        errors.add(422)
     if rule.arguments:
         errors.add(404)
     for status in sorted(errors):

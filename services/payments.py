@@ -8,9 +8,10 @@ from datetime import datetime, timedelta
 from typing import Any, Callable
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 
 from services.db import db, insert_ignore, transaction
-from services.errors import InvalidRequest, OrderConflict, ProviderUnavailable
+from services.errors import InvalidRequest, OrderConflict, ProviderRejected, ProviderUnavailable
 from services.models import Order
 from services.money import check_amount
 from services.orders import PENDING, find_order
@@ -97,9 +98,18 @@ def _draft(order: Order) -> PaymentDraft:
 
 
 def _attach(order: Order, payment: CreatedPayment) -> None:
+    """Store the provider's payment on the order (in the caller's transaction)."""
+    order_id = order.order_id  # read now: after a failed flush the object cannot load anything
     order.provider_ref = payment.provider_ref
     order.provider_data = payment.data
     order.create_lease_until = None
+    try:
+        db.session.flush()
+    except IntegrityError:
+        # Unique (provider, provider_ref): the provider named a payment another order already has. Keeping
+        # either would let one payment settle two orders; the caller's transaction rolls back.
+        raise ProviderRejected(f"The provider answered with a payment ({payment.provider_ref}) that already "
+                               f"belongs to another order; order {order_id!r} was not given it.") from None
 
 
 def create_lease(settings: Settings) -> timedelta:
@@ -123,18 +133,19 @@ def _create_remote(order: Order, provider: PaymentProvider, now: datetime,
         return
     try:
         payment = provider.create(draft)
+        with transaction():
+            current = db.session.get(Order, order.id, with_for_update=True, populate_existing=True)
+            if current.provider_ref is None:
+                _attach(current, payment)
+            else:
+                # Our lease ran out mid-call and another request attached its payment first: keep that one.
+                logger.warning("a payment created after its lease expired was not attached", extra={
+                    "order_id": current.order_id, "provider_ref": payment.provider_ref})
     except Exception:
+        # A retry may ask the provider at once, without waiting for our lease to run out.
         with transaction():
             db.session.execute(update(Order).where(Order.id == order.id).values(create_lease_until=None))
         raise
-    with transaction():
-        current = db.session.get(Order, order.id, with_for_update=True, populate_existing=True)
-        if current.provider_ref is None:
-            _attach(current, payment)
-        else:
-            # Our lease ran out mid-call and another request attached its payment first: keep that one.
-            logger.warning("a payment created after its lease expired was not attached", extra={
-                "order_id": current.order_id, "provider_ref": payment.provider_ref})
 
 
 def _wait_for_provider_ref(order_pk: int, sleep: Callable[[float], None], lease: timedelta) -> None:

@@ -17,6 +17,8 @@ PROVIDERS = registry.NAMES
 ORDER_STATUSES = ("pending", "paid", "expired", "cancelled", "refunded", "failed")
 MAX_METADATA_BYTES = 4096
 MAX_TELEGRAM_ID = 2**53
+# Order.credit is a 32-bit INTEGER column (widening it would rebuild the orders table on SQLite).
+MAX_CREDIT = 2**31 - 1
 
 
 class Amount(fields.Decimal):
@@ -63,7 +65,7 @@ class PaymentRequestSchema(Schema):
     currency = fields.String(load_default=None, validate=validate.Regexp(r"^[A-Za-z]{2,10}$(?!\n)"))
     description = fields.String(load_default=None, validate=validate.Length(1, 1024))
     telegram_id = StrictInteger(load_default=None, data_key="telegramId", validate=validate.Range(1, MAX_TELEGRAM_ID))
-    credit = StrictInteger(load_default=None, validate=validate.Range(1, 10**12))
+    credit = StrictInteger(load_default=None, validate=validate.Range(1, MAX_CREDIT))
     subscription = fields.Nested(SubscriptionSchema, load_default=None)
     metadata = fields.Dict(keys=fields.String(), load_default=dict, validate=_metadata_size)
     recurring = fields.Boolean(load_default=False)

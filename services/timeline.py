@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import and_, func, or_, select
 
 from services import audit, outbox
-from services.db import db, transaction
+from services.db import db, reading, transaction
 from services.models import DeliveryAttempt, Fulfilment, Order, OutboxMessage, ProviderEvent, Purchase
 from services.money import normalized
-from services.notices import ERROR, NEEDS_REVIEW
+from services.notices import CONFLICT, ERROR, MISMATCH, NEEDS_REVIEW, UNMATCHED
 from services.orders import get_order
 
 SEARCH_LIMIT = 50
@@ -55,6 +55,38 @@ def needs_review(limit: int = 100) -> list[ProviderEvent]:
             select(ProviderEvent).where(ProviderEvent.status.in_(sorted(NEEDS_REVIEW)))
             .order_by(ProviderEvent.received_at.desc(), ProviderEvent.id.desc()).limit(limit)
         ).scalars())
+
+
+# What support is told about an event that carries no error text of its own.
+_SUPPORT_REASONS = {
+    UNMATCHED: "No order matches this payment: assign it to the order it pays for.",
+    CONFLICT: "A payment for an order that was already settled: refund it, or assign it to another order.",
+    MISMATCH: "The payment does not match its order.",
+    ERROR: "Processing failed.",
+}
+_SUPPORT_COLUMNS = (ProviderEvent.id, ProviderEvent.provider, ProviderEvent.event_type, ProviderEvent.status,
+                    ProviderEvent.amount, ProviderEvent.currency, ProviderEvent.received_at,
+                    ProviderEvent.claimed_order_id.label("order_id"), ProviderEvent.error)
+
+
+def events_for_support(status: str | None, limit: int, before: int | None) -> dict[str, Any]:
+    """The events that need a person (of one status, or all such), newest first, `limit` per page.
+
+    `before` continues after the event with that id (`next_before` of the previous page, None on the last).
+    """
+    statuses = [status] if status else sorted(NEEDS_REVIEW)
+    statement = (select(*_SUPPORT_COLUMNS).where(ProviderEvent.status.in_(statuses))
+                 .order_by(ProviderEvent.received_at.desc(), ProviderEvent.id.desc()).limit(limit + 1))
+    if before is not None:
+        cursor = select(ProviderEvent.received_at).where(ProviderEvent.id == before).scalar_subquery()
+        statement = statement.where(or_(ProviderEvent.received_at < cursor,
+                                        and_(ProviderEvent.received_at == cursor, ProviderEvent.id < before)))
+    with reading() as connection:
+        rows = [row._asdict() for row in connection.execute(statement)]
+    for row in rows:
+        row["reason"] = row.pop("error") or _SUPPORT_REASONS.get(row["status"], row["status"])
+    page = rows[:limit]
+    return {"events": page, "next_before": page[-1]["id"] if len(rows) > limit else None}
 
 
 def order_timeline(order_id: str) -> dict[str, Any]:

@@ -1,10 +1,10 @@
-"""Staff accounts of the support console: argon2 password hashes, roles, and lock-out after failed logins."""
+"""Staff accounts of the support console: argon2 password hashes, roles, logins and revocable sessions."""
 
 from __future__ import annotations
 
 import functools
 import logging
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -12,7 +12,7 @@ from sqlalchemy import Boolean, Integer, String, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
-from services import audit
+from services import audit, login_guard
 from services.db import UTCDateTime, db, transaction
 from services.errors import GatewayError, InvalidRequest, NotFound
 from webhook_config import Settings
@@ -42,8 +42,8 @@ class StaffUser(db.Model):
     role: Mapped[str] = mapped_column(String(16))
     password_hash: Mapped[str] = mapped_column(String(255))
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
-    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
-    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Console sessions carry the version they were issued under; logout increments it, revoking them all.
+    session_version: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
@@ -79,7 +79,7 @@ def create_user(email: str, role: str, password: str, actor: str, now: datetime)
         raise InvalidRequest("The password is too short.",
                              {"password": [f"must be at least {MIN_PASSWORD_LENGTH} characters"]})
     user = StaffUser(email=email, role=role, password_hash=_hasher.hash(password), disabled=False,
-                     failed_logins=0, created_at=now)
+                     session_version=0, created_at=now)
     try:
         with transaction():
             db.session.add(user)
@@ -109,41 +109,38 @@ def get_active(user_id: int) -> StaffUser | None:
     return user if user is not None and not user.disabled else None
 
 
-def authenticate(email: str, password: str, settings: Settings, now: datetime) -> StaffUser:
-    """The account for these credentials; LoginFailed otherwise, counting failures toward a lock-out."""
+def authenticate(email: str, password: str, address: str, settings: Settings, now: datetime) -> StaffUser:
+    """The account for these credentials, else LoginFailed. Every attempt costs one argon2 verification and
+    fails with the same answer for an unknown, disabled or known account (so neither tells which exist);
+    repeated failures of one e-mail from one address are refused for a while, with backoff."""
     email = normalize_email(email)
+    key = login_guard.throttle_key(email, address)
     with transaction():
         user = _find(email)
-    if user is None or user.disabled:
-        _verify(_dummy_hash(), password)
+        blocked = login_guard.blocked_until(key, now)
+    usable = user is not None and not user.disabled
+    verified = _verify(user.password_hash if usable else _dummy_hash(), password)
+    if blocked is not None:
+        minutes = max(1, round((blocked - now).total_seconds() / 60))
+        raise LoginFailed(f"Too many failed logins for this e-mail from your address: try again in {minutes} "
+                          f"minute{'s' if minutes > 1 else ''}.")
+    if not (usable and verified):
+        login_guard.record_failure(key, email, address, settings, now)
         raise LoginFailed("The e-mail or password is not correct.")
-    if user.locked_until is not None and user.locked_until > now:
-        raise LoginFailed("Too many failed logins: this account is locked for a while. Try again later.")
-    if not _verify(user.password_hash, password):
-        _count_failure(user.id, settings, now)
-        raise LoginFailed("The e-mail or password is not correct.")
+    login_guard.clear(key)
     with transaction():
         user = _find(email, lock=True)
-        user.failed_logins = 0
-        user.locked_until = None
         user.last_login_at = now
         if _hasher.check_needs_rehash(user.password_hash):
             user.password_hash = _hasher.hash(password)
     return user
 
 
-def _count_failure(user_id: int, settings: Settings, now: datetime) -> None:
-    """Count a failed login atomically; the Nth failure in a row locks the account for a while."""
+def revoke_sessions(user_id: int) -> None:
+    """End every console session of this account (the cookies stay, but no longer match)."""
     with transaction():
         db.session.execute(update(StaffUser).where(StaffUser.id == user_id)
-                           .values(failed_logins=StaffUser.failed_logins + 1))
-        user = db.session.get(StaffUser, user_id, populate_existing=True)
-        if user.failed_logins >= settings.console_lockout_attempts:
-            user.failed_logins = 0
-            user.locked_until = now + timedelta(seconds=settings.console_lockout_seconds)
-            audit.record("system", "users.lock", f"staff:{user.email}", now,
-                         seconds=settings.console_lockout_seconds)
-            logger.warning("staff account locked after repeated failed logins", extra={"staff_id": user_id})
+                           .values(session_version=StaffUser.session_version + 1))
 
 
 def _verify(password_hash: str, password: str) -> bool:

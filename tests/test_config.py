@@ -49,6 +49,8 @@ def test_tokens_are_comma_separated_for_rotation():
     ({"TELEGRAM_WEBHOOK_SECRET": "has space"}, "TELEGRAM_WEBHOOK_SECRET"),
     ({"DATABASE_POOL_SIZE": "0"}, "DATABASE_POOL_SIZE"),
     ({"GUNICORN_THREADS": "many"}, "GUNICORN_THREADS"),
+    ({"DATABASE_LOCK_TIMEOUT_SECONDS": "11"}, "DATABASE_LOCK_TIMEOUT_SECONDS"),
+    ({"DATABASE_LOCK_TIMEOUT_SECONDS": "5", "GUNICORN_TIMEOUT": "12"}, "DATABASE_LOCK_TIMEOUT_SECONDS"),
     ({"APP_ENV": "production", "SECRET_KEY": STRONG, "WEBHOOK_API_TOKEN": f"{STRONG},short"}, "WEBHOOK_API_TOKEN"),
     ({"APP_ENV": "production"}, "SECRET_KEY"),
 ])
@@ -57,10 +59,34 @@ def test_bad_settings_name_the_variable(env, variable):
         load_settings(env, INSTANCE)
 
 
+PRODUCTION = {"APP_ENV": "production", "SECRET_KEY": STRONG, "SBP_GATEWAY": "tbank",
+              "TBANK_TERMINAL_KEY": "terminal", "TBANK_PASSWORD": "short-issued"}
+
+
 def test_production_accepts_long_secrets():
-    settings = load_settings({"APP_ENV": "production", "SECRET_KEY": STRONG, "WEBHOOK_API_TOKEN": STRONG,
-                              "TBANK_PASSWORD": "short-issued"}, INSTANCE)
+    settings = load_settings({**PRODUCTION, "WEBHOOK_API_TOKEN": STRONG, "ADMIN_API_KEY": "a" * 32}, INSTANCE)
     assert settings.production
+
+
+@pytest.mark.parametrize("env, variable", [
+    ({"SBP_GATEWAY": "sandbox"}, "SBP_GATEWAY"),
+    ({"SBP_GATEWAY": ""}, "SBP_GATEWAY"),  # sandbox by default
+    ({"WEBHOOK_API_TOKEN": STRONG, "ADMIN_API_KEY": STRONG}, "ADMIN_API_KEY"),
+    ({"WEBHOOK_API_TOKEN": f"{'t' * 32},{STRONG}", "ADMIN_API_KEY": f"{STRONG},{'a' * 32}"}, "ADMIN_API_KEY"),
+])
+def test_production_refuses_the_sandbox_and_an_api_token_that_is_an_admin_key(env, variable):
+    with pytest.raises(ConfigError, match=variable):
+        load_settings({**PRODUCTION, **env}, INSTANCE)
+
+
+def test_production_startup_with_the_sandbox_prints_one_line(repo_root, tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "APP_ENV": "production", "SECRET_KEY": STRONG,
+           "DATABASE_URL": f"sqlite:///{tmp_path}/x.db"}
+    result = subprocess.run([sys.executable, "-c", "import wsgi"], cwd=repo_root, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert result.stderr.strip().startswith("configuration error: SBP_GATEWAY=sandbox is refused in production")
+    assert "\n" not in result.stderr.strip()
 
 
 def test_secrets_are_not_in_the_repr():

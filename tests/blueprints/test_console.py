@@ -103,7 +103,7 @@ def test_repeated_failures_lock_the_account(app, client, clock):
     for _ in range(5):
         assert login(client, password="wrong password!").status_code == 401
     locked = login(client)
-    assert locked.status_code == 401 and "locked" in locked.get_data(as_text=True)
+    assert locked.status_code == 401 and "Too many failed logins" in locked.get_data(as_text=True)
     clock.advance(minutes=14)
     assert login(client).status_code == 401
     clock.advance(minutes=2)

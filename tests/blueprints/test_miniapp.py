@@ -243,7 +243,7 @@ def test_page_may_be_framed_by_telegram_only(client):
     policy = response.headers["Content-Security-Policy"]
     assert "frame-ancestors https://web.telegram.org https://*.telegram.org" in policy
     assert "'unsafe-inline'" not in policy and "'none'" not in policy.split("frame-ancestors")[1]
-    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["X-Content-Type-Options"] == "nosniff" and "X-Frame-Options" not in response.headers
     page = response.get_data(as_text=True)
     assert '<script src="https://telegram.org/js/telegram-web-app.js"></script>' in page
     assert not re.search(r"<script>|<style>|style=", page)

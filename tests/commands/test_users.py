@@ -28,7 +28,8 @@ def test_create_with_password_from_stdin(app, runner):
     assert user.role == "support" and user.password_hash.startswith("$argon2id$")
     assert PASSWORD not in user.password_hash and PASSWORD not in result.output
     with app.app_context():
-        assert users.authenticate("ann@example.test", PASSWORD, app.config["SETTINGS"], utcnow()).id == user.id
+        staff = users.authenticate("ann@example.test", PASSWORD, "127.0.0.1", app.config["SETTINGS"], utcnow())
+        assert staff.id == user.id
         with transaction():
             [entry] = db.session.execute(db.select(AuditLog)).scalars()
     assert (entry.action, entry.target, entry.actor.startswith("cli:")) == ("users.create", "staff:ann@example.test",
@@ -72,7 +73,7 @@ def test_disable_blocks_login(app, runner):
     assert result.exit_code == 0 and "Disabled ann@example.test" in result.output
     assert account(app, "ann@example.test").disabled
     with app.app_context(), pytest.raises(users.LoginFailed):
-        users.authenticate("ann@example.test", PASSWORD, app.config["SETTINGS"], utcnow())
+        users.authenticate("ann@example.test", PASSWORD, "127.0.0.1", app.config["SETTINGS"], utcnow())
 
 
 def test_disable_unknown_account_fails(runner):

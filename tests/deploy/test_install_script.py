@@ -4,6 +4,7 @@ The installer itself needs root on a real server (apt, useradd, systemctl),
 so it is never run for real here; --dry-run only prints what it would do.
 """
 
+import re
 import shutil
 import subprocess
 
@@ -89,3 +90,16 @@ def test_bad_arguments_are_refused(source_tree, args, message):
     result = dry_run(source_tree, *args)
     assert result.returncode != 0
     assert message in result.stderr
+
+
+def test_the_env_file_the_installer_writes_starts_in_production_once_filled_in(repo_root, tmp_path):
+    from webhook_config import load_settings
+
+    text = (repo_root / "deploy" / "webhook.env.example").read_text(encoding="utf-8")
+    assert "__SET_ME__" in text  # what install.sh waits for before starting the service
+    secrets = iter(f"generated-secret-{n:02d}-" + "g" * 40 for n in range(100))
+    filled = re.sub("__GENERATE__", lambda _: next(secrets), text.replace("__DOMAIN__", "pay.example.com"))
+    filled = filled.replace("__SET_ME__", "terminal-or-password-from-the-bank")
+    env = dict(line.split("=", 1) for line in filled.splitlines() if line and not line.startswith("#"))
+    settings = load_settings(env, tmp_path)
+    assert settings.production and settings.sbp_gateway == "tbank"

@@ -234,8 +234,9 @@ def app(site, tmp_path_factory):
         if not key.startswith(("GUNICORN_", "PROMETHEUS_", "FORWARDED_ALLOW_IPS"))
     }
     env.update(
-        # As deployed: production checks (secrets >= 32 characters) are on.
-        APP_ENV="production",
+        # Not production: production refuses the sandbox gateway this test pays through (its rules are
+        # tested in tests/test_config.py).
+        APP_ENV="testing",
         DATABASE_URL=f"sqlite:///{tmp / 'e2e.db'}",
         WEBHOOK_API_TOKEN=API_TOKEN,
         SECRET_KEY=secrets.token_urlsafe(48),

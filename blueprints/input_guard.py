@@ -1,0 +1,71 @@
+"""The edge guard against bytes no column can hold: NUL in the path, query, headers, form or JSON body.
+
+PostgreSQL refuses NUL in any text value (DataError), SQLite stores it and later comparisons misbehave; no
+orderId, e-mail, plan or description needs one. Refusing it once here, before any view runs, covers every
+route (SPEC §7) instead of each query. Provider webhook bodies are not checked: a signed event is stored as
+raw bytes whatever it contains, and is flagged for support rather than refused.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, request
+
+from services.errors import GatewayError, InvalidRequest
+
+FORM, MULTIPART = "application/x-www-form-urlencoded", "multipart/form-data"
+NUL_MESSAGE = "must not contain NUL characters"
+
+
+class InvalidCharacters(GatewayError):
+    status = 400
+    code = "invalid_characters"
+
+
+def register_input_guard(app: Flask) -> None:
+    @app.before_request
+    def _refuse_nul():
+        if _has_nul():
+            raise InvalidCharacters("The request contains a NUL character, which no field may hold.")
+
+
+def _has_nul() -> bool:
+    # Percent-encoding can only spell NUL as %00, so the raw query and form bytes are enough: no parsing
+    # on the hot webhook and status paths.
+    if "\x00" in request.path or _encodes_nul(request.query_string):
+        return True
+    if any("\x00" in value for _, value in request.headers.items()):
+        return True
+    if request.mimetype == FORM:
+        return _encodes_nul(request.get_data(cache=True))
+    # Flask reads the console's form fields from a multipart body just the same.
+    return request.mimetype == MULTIPART and any(
+        "\x00" in name or "\x00" in value for name, value in request.form.items(multi=True))
+
+
+def _encodes_nul(raw: bytes) -> bool:
+    return b"%00" in raw or b"\x00" in raw
+
+
+def refuse_nul_in_json(payload: dict[str, Any]) -> None:
+    """422 naming each top-level field whose value (or any key or string nested in it) holds a NUL."""
+    bad = [key for key, value in payload.items() if "\x00" in key or _nested_nul(value)]
+    if bad:
+        raise InvalidRequest("The request is not valid.", {key: [NUL_MESSAGE] for key in bad})
+
+
+def _nested_nul(value: Any) -> bool:
+    # Iterative: the JSON parser already bounds nesting, but a recursive walk would add its own limit.
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False
