@@ -32,7 +32,7 @@ def resolve(document: dict, node: dict) -> dict:
 
 
 def test_every_json_route_is_described(app):
-    assert openapi.undescribed_routes(app) == [], "describe these routes in services/openapi.py CORE_OPERATIONS or the provider plugin"
+    assert openapi.undescribed_routes(app) == [], "describe them in CORE_OPERATIONS or the provider plugin"
 
 
 def test_every_description_matches_a_route(app):
