@@ -7,9 +7,15 @@ from typing import Callable
 from services.errors import NotConfigured
 from services.panels.base import SubscriptionPanel
 from services.panels.marzban import MarzbanPanel
+from services.panels.remnawave import RemnawavePanel
+from services.panels.xui import XuiPanel
 from webhook_config import Settings
 
-PANELS: dict[str, Callable[[Settings], SubscriptionPanel]] = {"marzban": MarzbanPanel}
+PANELS: dict[str, Callable[[Settings], SubscriptionPanel]] = {
+    MarzbanPanel.name: MarzbanPanel,
+    RemnawavePanel.name: RemnawavePanel,
+    XuiPanel.name: XuiPanel,
+}
 
 
 def panel_for(settings: Settings) -> SubscriptionPanel:

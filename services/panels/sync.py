@@ -59,7 +59,7 @@ def sync_purchase(payload: dict[str, Any], settings: Settings, now: datetime) ->
     panel = panel_for(settings)
     for _ in range(MAX_SYNC_ROUNDS):
         before = _snapshot(purchase_id)
-        url = panel.ensure_user(before.username, before.expires_at)
+        url = panel.ensure_user(before.username, before.expires_at, before.telegram_id)
         with transaction():
             purchase = db.session.get(Purchase, purchase_id, with_for_update=True, populate_existing=True)
             if purchase.expires_at != before.expires_at:
@@ -91,7 +91,7 @@ def refresh_purchase(purchase_id: int, actor: str, settings: Settings, now: date
     panel = panel_for(settings)
     before = _snapshot(purchase_id)
     try:
-        panel.ensure_user(before.username, before.expires_at)
+        panel.ensure_user(before.username, before.expires_at, before.telegram_id)
         url = panel.revoke(before.username)
     except GatewayError as exc:
         with transaction():
