@@ -19,6 +19,7 @@ BLUEPRINT_MODULES = (
     "blueprints.docs",
     "blueprints.health",
     "blueprints.metrics",
+    "blueprints.remnawave",
     "blueprints.sandbox",
     "blueprints.sbp",
     "blueprints.telegram",

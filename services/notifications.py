@@ -37,4 +37,12 @@ def subscription_ready_text(plan: str, url: str) -> str:
     return f"🔑 Your subscription “{plan}” is active. Import this link in your VPN app:\n{url}"
 
 
+def subscription_expiry_text(plan: str, hours_left: int, renew_url: str) -> str:
+    """The panel's reminder: expires in so many hours (hours_left > 0), or has expired."""
+    if hours_left > 0:
+        when = "1 hour" if hours_left == 1 else f"{hours_left} hours"
+        return f"⏳ Your subscription “{plan}” expires in {when}. Renew it here:\n{renew_url}"
+    return f"⌛ Your subscription “{plan}” has expired. Renew it here:\n{renew_url}"
+
+
 STATUS_TEXTS = {"paid": paid_text, "refunded": refunded_text}
