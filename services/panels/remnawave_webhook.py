@@ -20,10 +20,11 @@ from services.errors import MalformedPayload, NotConfigured
 from services.notices import IGNORE, Delivery, IngestResult, Notice
 from services.openapi import webhook
 from services.panels import sync
+from services.panels.remnawave import PANEL
 from services.providers.signing import verify_hex_hmac
 from webhook_config import Settings
 
-PROVIDER = "remnawave"
+PROVIDER = PANEL  # the name its events are stored under
 SIGNATURE_HEADER = "X-Remnawave-Signature"
 TIMESTAMP_HEADER = "X-Remnawave-Timestamp"
 EVENT_TYPE_LIMIT = 64

@@ -8,6 +8,7 @@ import logging
 
 import pytest
 
+from services import timeline
 from services.db import db, transaction, utcnow
 from services.errors import SignatureInvalid
 from services.models import ProviderEvent
@@ -121,6 +122,14 @@ def test_an_expiry_event_for_our_user_reminds_the_buyer_once(app, client, remnaw
     assert message.payload["chat_id"] == 42 and message.order_pk is not None
     [event_row] = [e for e in stored_events(app) if e.provider == "remnawave"]
     assert event_row.claimed_order_id == buyer and event_row.details["hoursLeft"] is not None
+
+
+def test_the_event_and_its_reminder_are_on_the_orders_timeline(app, client, remnawave, buyer):
+    deliver(client, remnawave.webhook_body("user.expires_in_24_hours", USER))
+    with app.app_context():
+        entries = timeline.order_timeline(buyer)["entries"]
+    assert [e["title"] for e in entries if e["kind"] == "event"][-1] == "remnawave user.expires_in_24_hours"
+    assert len([e for e in entries if e["kind"] == "notification"]) == 3  # paid, link, reminder
 
 
 def test_each_distinct_event_sends_its_own_reminder(app, client, remnawave, buyer):

@@ -6,14 +6,15 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 import requests
 
+from services import events, notices
 from services.db import db, transaction, utcnow
 from services.models import Order, Purchase
 from tests.conftest import AUTH, FrozenClock
-from tests.helpers import assert_processed_once
 from tests.support.admin import ADMIN, outbox_rows, paid_subscription
 from tests.support.panels import answer_changes_too_late, app_env, fresh_panel_sessions, wired  # noqa: F401
 from tests.support.worker import run_worker
@@ -72,6 +73,21 @@ def test_a_lapsed_purchase_extends_from_now(app, client, clock, wired):
     paid_subscription(client, "sub-2", days=10)
     run_worker(app, "panel")
     assert wired.expiry(USER) == clock.now + timedelta(days=10)
+
+
+def test_a_refund_ends_the_subscription_on_the_panel(app, client, clock, wired):
+    paid_subscription(client, days=30)
+    run_worker(app, "panel")
+    assert wired.active_at(USER, clock.now + timedelta(days=1))
+    clock.advance(hours=1)
+    refund = notices.Notice(event_key="refund-1", event_type="REFUNDED", action=notices.REFUNDED, order_id="sub-1",
+                            amount=Decimal(100), currency="RUB")
+    delivery = notices.Delivery(provider="sbp", body=b"{}", headers={}, remote_addr="127.0.0.1")
+    with app.app_context():
+        assert events.ingest(delivery, refund, app.config["SETTINGS"], clock.now).outcome == "processed"
+    run_worker(app, "panel")
+    assert [row.status for row in outbox_rows(app, "panel")] == ["delivered", "delivered"]
+    assert not wired.active_at(USER, clock.now + timedelta(minutes=5))
 
 
 def test_refresh_rotates_the_link_and_tells_the_buyer(app, client, clock, wired):

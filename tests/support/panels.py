@@ -26,6 +26,8 @@ class WiredPanel:
     env: dict[str, str]
     expiry: Callable[[str], datetime]
     link_is_current: Callable[[str, str], bool]
+    # Whether the user may connect at a moment (status and expiry).
+    active_at: Callable[[str, datetime], bool]
     # Which requests change the panel's users (as opposed to logins and reads).
     changes: Callable[[RecordedRequest], bool]
     resolution: timedelta = timedelta(milliseconds=1)
@@ -42,6 +44,8 @@ def wire(name: str, fake: Any) -> WiredPanel:
                                        "MARZBAN_PASSWORD": fake.password},
                           lambda user: datetime.fromtimestamp(fake.user(user)["expire"], timezone.utc),
                           lambda user, url: fake.subscription_is_current(url),
+                          lambda user, at: fake.user(user)["status"] == "active"
+                          and fake.user(user)["expire"] > at.timestamp(),
                           lambda req: req.method in ("POST", "PUT") and req.path.startswith("/api/user"),
                           timedelta(seconds=1))
     if name == "remnawave":
@@ -49,11 +53,15 @@ def wire(name: str, fake: Any) -> WiredPanel:
                                        "REMNAWAVE_WEBHOOK_SECRET": fake.webhook_secret},
                           lambda user: datetime.fromisoformat(fake.user(user)["expireAt"]),
                           lambda user, url: fake.subscription_is_current(url),
+                          lambda user, at: fake.user(user)["status"] == "ACTIVE"
+                          and datetime.fromisoformat(fake.user(user)["expireAt"]) > at,
                           lambda req: req.method in ("POST", "PATCH") and req.path == "/api/users")
     return WiredPanel(name, fake, {"XUI_URL": fake.base_url, "XUI_USERNAME": fake.username,
                                    "XUI_PASSWORD": fake.password, "XUI_INBOUND_ID": "1", "XUI_SUB_URL": XUI_SUB_URL},
                       lambda user: datetime.fromtimestamp(fake.client(user)["expiryTime"] / 1000, timezone.utc),
                       lambda user, url: url == XUI_SUB_URL + fake.client(user)["subId"],
+                      lambda user, at: fake.client(user)["enable"]
+                      and fake.client(user)["expiryTime"] > at.timestamp() * 1000,
                       lambda req: req.method == "POST" and "/panel/api/" in req.path)
 
 
