@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -14,6 +15,8 @@ from dotenv import dotenv_values
 from services.miniapp.catalog import Catalog, CatalogError, load_catalog
 
 MIN_SECRET_LENGTH = 32
+# The names services/panels/registry.py lists; "" is no panel.
+PANEL_TYPES = ("", "marzban", "remnawave", "3x-ui")
 DEFAULT_RETRY_SCHEDULE = (5, 300, 1800, 7200, 18000, 36000, 36000)
 # A stored event whose processing failed (a bug, a data surprise) is tried again for about 8 hours.
 DEFAULT_EVENT_RETRY_SCHEDULE = (60, 300, 1800, 7200, 21600)
@@ -66,6 +69,16 @@ class Settings:
     marzban_password: str = field(default="", repr=False)
     marzban_proxies: dict = field(default_factory=lambda: {"vless": {}}, hash=False)
     marzban_inbounds: dict = field(default_factory=dict, hash=False)
+    remnawave_url: str = ""
+    remnawave_token: str = field(default="", repr=False)
+    remnawave_squads: tuple[str, ...] = ()
+    remnawave_webhook_secret: str = field(default="", repr=False)
+    xui_url: str = ""
+    xui_username: str = ""
+    xui_password: str = field(default="", repr=False)
+    xui_token: str = field(default="", repr=False)
+    xui_inbound_id: int = 0
+    xui_sub_url: str = ""
     panel_refresh_concurrency: int = 4
 
     console_lockout_attempts: int = 5
@@ -127,6 +140,16 @@ def _decimal_seconds(env: Mapping[str, str], name: str, default: float) -> float
 
 def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in env.get(name, "").split(",") if item.strip())
+
+
+def _uuids(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    values = _list(env, name)
+    for value in values:
+        try:
+            uuid.UUID(value)
+        except ValueError:
+            raise ConfigError(f"{name} must list UUIDs (comma-separated), got {value!r}") from None
+    return values
 
 
 def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
@@ -238,13 +261,23 @@ def load_settings(environ: Mapping[str, str], instance_path: Path) -> Settings:
         bmc_currency=_text(env, "BMC_CURRENCY", "USD").upper(),
         merchant_webhook_url=_url(env, "MERCHANT_WEBHOOK_URL"),
         merchant_webhook_secret=_text(env, "MERCHANT_WEBHOOK_SECRET"),
-        panel_type=_choice(env, "PANEL_TYPE", "", ("", "marzban")),
+        panel_type=_choice(env, "PANEL_TYPE", "", PANEL_TYPES),
         marzban_url=_url(env, "MARZBAN_URL").rstrip("/"),
         marzban_public_url=_url(env, "MARZBAN_PUBLIC_URL").rstrip("/"),
         marzban_username=_text(env, "MARZBAN_USERNAME"),
         marzban_password=_text(env, "MARZBAN_PASSWORD"),
         marzban_proxies=_json_object(env, "MARZBAN_PROXIES", {"vless": {}}),
         marzban_inbounds=_json_object(env, "MARZBAN_INBOUNDS", {}),
+        remnawave_url=_url(env, "REMNAWAVE_URL").rstrip("/"),
+        remnawave_token=_text(env, "REMNAWAVE_TOKEN"),
+        remnawave_squads=_uuids(env, "REMNAWAVE_SQUADS"),
+        remnawave_webhook_secret=_text(env, "REMNAWAVE_WEBHOOK_SECRET"),
+        xui_url=_url(env, "XUI_URL"),
+        xui_username=_text(env, "XUI_USERNAME"),
+        xui_password=_text(env, "XUI_PASSWORD"),
+        xui_token=_text(env, "XUI_TOKEN"),
+        xui_inbound_id=_int(env, "XUI_INBOUND_ID", 0, minimum=1),
+        xui_sub_url=_url(env, "XUI_SUB_URL"),
         panel_refresh_concurrency=_int(env, "PANEL_REFRESH_CONCURRENCY", 4, minimum=1),
         console_lockout_attempts=_int(env, "CONSOLE_LOCKOUT_ATTEMPTS", 5, minimum=1),
         console_lockout_seconds=_int(env, "CONSOLE_LOCKOUT_SECONDS", 900, minimum=1),
@@ -280,6 +313,7 @@ _CHOSEN_SECRETS = {
     "SECRET_KEY": "secret_key",
     "TELEGRAM_WEBHOOK_SECRET": "telegram_webhook_secret",
     "MERCHANT_WEBHOOK_SECRET": "merchant_webhook_secret",
+    "REMNAWAVE_WEBHOOK_SECRET": "remnawave_webhook_secret",
 }
 
 
@@ -299,6 +333,12 @@ def _validate(settings: Settings) -> None:
     if settings.catalog is not None and not (settings.telegram_bot_token or settings.miniapp_bot_ids):
         raise ConfigError("TELEGRAM_BOT_TOKEN or MINIAPP_BOT_IDS is required when CATALOG_FILE is set "
                           "(the Mini App's init data is checked with one of them)")
+    if settings.panel_type == "remnawave":
+        _require(settings, ("REMNAWAVE_URL", "REMNAWAVE_TOKEN"), "PANEL_TYPE=remnawave")
+    if settings.panel_type == "3x-ui":
+        _require(settings, ("XUI_URL", "XUI_INBOUND_ID", "XUI_SUB_URL"), "PANEL_TYPE=3x-ui")
+        if not settings.xui_token:
+            _require(settings, ("XUI_USERNAME", "XUI_PASSWORD"), "PANEL_TYPE=3x-ui and XUI_TOKEN is not set")
     if settings.telegram_webhook_secret and not _is_telegram_secret(settings.telegram_webhook_secret):
         raise ConfigError("TELEGRAM_WEBHOOK_SECRET must be 1-256 characters of A-Z, a-z, 0-9, _ and -")
     if settings.production:

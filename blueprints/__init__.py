@@ -20,6 +20,7 @@ BLUEPRINT_MODULES = (
     "blueprints.health",
     "blueprints.metrics",
     "blueprints.miniapp",
+    "blueprints.remnawave",
     "blueprints.sandbox",
     "blueprints.sbp",
     "blueprints.telegram",

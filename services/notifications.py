@@ -53,4 +53,12 @@ def renewal_cancelled_text(order: Order) -> str:
     return (f"⏹ The subscription of order {order.order_id} will not renew; what you paid for runs to its end.")
 
 
+def subscription_expiry_text(plan: str, hours_left: int, renew_url: str) -> str:
+    """The panel's reminder: expires in so many hours (hours_left > 0), or has expired."""
+    if hours_left > 0:
+        when = "1 hour" if hours_left == 1 else f"{hours_left} hours"
+        return f"⏳ Your subscription “{plan}” expires in {when}. Renew it here:\n{renew_url}"
+    return f"⌛ Your subscription “{plan}” has expired. Renew it here:\n{renew_url}"
+
+
 STATUS_TEXTS = {"paid": paid_text, "refunded": refunded_text}

@@ -25,6 +25,7 @@ from werkzeug.routing import Rule
 
 import services
 from services.db import ROW_ID_MAX
+from services.panels import registry as panels
 from services.providers import registry
 from services.schemas import MAX_TELEGRAM_ID, ORDER_ID_PATTERN, Amount
 
@@ -185,9 +186,11 @@ CORE_OPERATIONS: dict[tuple[str, str], Operation] = {
 
 @functools.cache
 def operations() -> dict[tuple[str, str], Operation]:
-    """The core's routes, then each provider's own (its webhook, its sandbox), declared in its package."""
+    """The core's routes, then each provider's own (its webhook, its sandbox) and the panels', declared in
+    their packages."""
     return {**CORE_OPERATIONS,
-            **{key: operation for plugin in registry.plugins() for key, operation in plugin.operations.items()}}
+            **{key: operation for plugin in registry.plugins() for key, operation in plugin.operations.items()},
+            **panels.operations()}
 
 
 def schema_modules() -> list[str]:

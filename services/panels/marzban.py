@@ -12,22 +12,10 @@ import requests
 
 from services.errors import ProviderRejected
 from services.http import request_json
-from services.panels.base import PanelUnreachable
+from services.panels.base import PanelSession
 from webhook_config import Settings
 
 logger = logging.getLogger(__name__)
-
-
-class _Session(requests.Session):
-    """Raises PanelUnreachable for transport failures, so callers can count them apart from 5xx answers."""
-
-    def request(self, method, url, *args, **kwargs):
-        try:
-            return super().request(method, url, *args, **kwargs)
-        except requests.Timeout:
-            raise PanelUnreachable(f"Marzban did not answer within {kwargs.get('timeout')} s") from None
-        except requests.RequestException as exc:
-            raise PanelUnreachable(f"Marzban is unreachable: {type(exc).__name__}") from None
 
 
 # Admin tokens by (panel URL, admin username), shared by every MarzbanPanel of the process.
@@ -48,9 +36,10 @@ class MarzbanPanel:
         self.proxies = settings.marzban_proxies
         self.inbounds = settings.marzban_inbounds
         self.timeout = settings.http_timeout
-        self.session = session or _Session()
+        self.session = session or PanelSession("Marzban")
 
-    def ensure_user(self, username: str, expire_at: datetime) -> str:
+    def ensure_user(self, username: str, expire_at: datetime, telegram_id: int | None = None) -> str:
+        # Marzban's users have no field for the buyer's Telegram id.
         expire = _unix(expire_at)
         status, body = self._call("PUT", f"/api/user/{quote(username, safe='')}", json={"expire": expire})
         if status == 404:

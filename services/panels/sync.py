@@ -26,6 +26,8 @@ logger = logging.getLogger(__name__)
 ACTIVE = "active"
 # A sync re-reads the expiry after the panel call; if another payment moved it meanwhile, it syncs again.
 MAX_SYNC_ROUNDS = 3
+# Where a buyer renews: the Mini App's storefront (SPEC.md §5), on SERVER_URL.
+RENEWAL_PATH = "/miniapp/"
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,7 @@ def sync_purchase(payload: dict[str, Any], settings: Settings, now: datetime) ->
     panel = panel_for(settings)
     for _ in range(MAX_SYNC_ROUNDS):
         before = _snapshot(purchase_id)
-        url = panel.ensure_user(before.username, before.expires_at)
+        url = panel.ensure_user(before.username, before.expires_at, before.telegram_id)
         with transaction():
             purchase = db.session.get(Purchase, purchase_id, with_for_update=True, populate_existing=True)
             if purchase.expires_at != before.expires_at:
@@ -91,7 +93,7 @@ def refresh_purchase(purchase_id: int, actor: str, settings: Settings, now: date
     panel = panel_for(settings)
     before = _snapshot(purchase_id)
     try:
-        panel.ensure_user(before.username, before.expires_at)
+        panel.ensure_user(before.username, before.expires_at, before.telegram_id)
         url = panel.revoke(before.username)
     except GatewayError as exc:
         with transaction():
@@ -110,13 +112,46 @@ def refresh_purchase(purchase_id: int, actor: str, settings: Settings, now: date
     return url
 
 
-def _notify_link(purchase: Purchase, text: str, dedupe_key: str, settings: Settings, now: datetime) -> None:
+def _notify_link(purchase: Purchase, text: str, dedupe_key: str, settings: Settings, now: datetime,
+                 kind: str = "notify.subscription_link") -> None:
     """Queue the buyer's message, attached to the purchase's latest order so the console shows it there."""
-    order = db.session.execute(
-        select(Order).where(Order.purchase_id == purchase.id).order_by(Order.id.desc()).limit(1)
+    outbox.enqueue_buyer_message(purchase.telegram_id, text, kind, dedupe_key, settings, now,
+                                 _latest_order(purchase.id))
+
+
+def _latest_order(purchase_id: int) -> Order | None:
+    return db.session.execute(
+        select(Order).where(Order.purchase_id == purchase_id).order_by(Order.id.desc()).limit(1)
     ).scalar_one_or_none()
-    outbox.enqueue_buyer_message(purchase.telegram_id, text, "notify.subscription_link", dedupe_key, settings, now,
-                                 order)
+
+
+@dataclass(frozen=True)
+class PanelUserOwner:
+    """The purchase a panel user was created for, and the orderId its events are filed under."""
+
+    purchase_id: int
+    order_id: str | None
+
+
+def owner_of(username: str) -> PanelUserOwner | None:
+    """The purchase whose panel user this is; None for a user the gateway did not create."""
+    with transaction():
+        purchase_id = db.session.execute(
+            select(Purchase.id).where(Purchase.panel_username == username).order_by(Purchase.id).limit(1)
+        ).scalar_one_or_none()
+        if purchase_id is None:
+            return None
+        order = _latest_order(purchase_id)
+        return PanelUserOwner(purchase_id, order.order_id if order is not None else None)
+
+
+def remind_expiry(owner: PanelUserOwner, hours_left: int, dedupe_key: str, settings: Settings,
+                  now: datetime) -> None:
+    """Queue the buyer's "expires soon" (hours_left > 0) or "expired" message with a renewal link, once per key."""
+    with transaction():
+        purchase = db.session.get(Purchase, owner.purchase_id)
+        text = notifications.subscription_expiry_text(purchase.plan, hours_left, settings.server_url + RENEWAL_PATH)
+        _notify_link(purchase, text, dedupe_key, settings, now, kind="notify.subscription_expiry")
 
 
 def purchase_view(purchase_id: int) -> dict[str, Any]:

@@ -300,8 +300,10 @@ class FakeXui(FakeServer):
 
     def _legacy_update(self, req: RecordedRequest, client_id: str) -> Response:
         inbound_id, clients = self._legacy_body(req)
-        old = next((c for c in self.clients.values() if c["id"] == client_id and inbound_id in c["_inbounds"]), None)
-        if old is None or not clients[0]["id"]:
+        # The clientId is the credential the inbound's protocol keys clients by (inbound.go updateInboundClient).
+        key = {"trojan": "password", "shadowsocks": "email"}.get(self.inbounds[inbound_id]["protocol"], "id")
+        old = next((c for c in self.clients.values() if c[key] == client_id and inbound_id in c["_inbounds"]), None)
+        if old is None or not clients[0][key]:
             raise _Refused(f"{FAILED} (empty client ID\n)")
         new = clients[0]
         if new["email"] and new["email"] != old["email"] and new["email"] in self.clients:
@@ -326,7 +328,8 @@ class FakeXui(FakeServer):
 
     @staticmethod
     def _settings_client(client: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in client.items() if not k.startswith("_") and k != "password"}
+        # The settings string keeps what was written: a trojan client's password, no empty one for vless.
+        return {k: v for k, v in client.items() if not k.startswith("_") and (k != "password" or v)}
 
     @staticmethod
     def _traffic(client: dict[str, Any]) -> dict[str, Any]:

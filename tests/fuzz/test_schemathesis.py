@@ -61,7 +61,7 @@ def fuzz_app(make_app, cryptopay, telegram, marzban, tmp_path):
         TELEGRAM_WEBHOOK_SECRET="telegram-secret-0123456789abcdef0123",
         BMC_WEBHOOK_SECRET="bmc_test_secret_0123456789abcdef0123456789", BMC_PAGE_URL="https://buymeacoffee.test/x",
         PANEL_TYPE="marzban", MARZBAN_URL=marzban.url, MARZBAN_USERNAME=marzban.username,
-        MARZBAN_PASSWORD=marzban.password)
+        MARZBAN_PASSWORD=marzban.password, REMNAWAVE_WEBHOOK_SECRET="remnawaveSecret0123456789abcdef0123")
     CURRENT.app = app
     yield app
     CURRENT.app = None

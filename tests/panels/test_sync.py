@@ -88,9 +88,9 @@ def test_sync_rereads_an_expiry_that_moved_during_the_panel_call(app, clock, cli
     real = adapter.MarzbanPanel.ensure_user
     calls = []
 
-    def ensure_then_extend(self, username, expire_at):
+    def ensure_then_extend(self, username, expire_at, telegram_id=None):
         calls.append(expire_at)
-        url = real(self, username, expire_at)
+        url = real(self, username, expire_at, telegram_id)
         if len(calls) == 1:
             with transaction():
                 db.session.get(Purchase, stored.id).expires_at += timedelta(days=7)
