@@ -22,6 +22,7 @@ BLUEPRINT_MODULES = (
     "blueprints.sandbox",
     "blueprints.sbp",
     "blueprints.telegram",
+    "blueprints.yookassa",
 )
 
 

@@ -47,6 +47,7 @@ NOT_JSON = (
 ERRORS: dict[int, str] = {
     400: "The body is not valid JSON, or not the JSON object the endpoint expects.",
     401: "Missing or wrong credentials: the bearer token, or the provider's signature.",
+    403: "The client address is not one the provider sends from (a provider without signatures).",
     404: "No such resource (or a path parameter of the wrong form).",
     409: "The orderId already exists with different terms.",
     413: "The body is larger than MAX_BODY_BYTES.",

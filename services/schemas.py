@@ -66,6 +66,10 @@ class PaymentRequestSchema(Schema):
     credit = StrictInteger(load_default=None, validate=validate.Range(1, 10**12))
     subscription = fields.Nested(SubscriptionSchema, load_default=None)
     metadata = fields.Dict(keys=fields.String(), load_default=dict, validate=_metadata_size)
+    payment_method = fields.String(
+        load_default=None, data_key="paymentMethod", validate=validate.Regexp(r"^[a-z_]{1,32}$(?!\n)"),
+        metadata={"description": "How the buyer pays, for a provider that lets the caller choose; "
+                                 "omitted: the buyer chooses on the provider's page."})
 
     @validates_schema
     def _needs_buyer(self, data, **kwargs):
@@ -110,6 +114,8 @@ class PaymentResponseSchema(OrderStatusSchema):
     pay_url = fields.String(data_key="payUrl", attribute="provider_data.payUrl")
     invoice_link = fields.String(data_key="invoiceLink", attribute="provider_data.invoiceLink")
     instructions = fields.String(attribute="provider_data.instructions")
+    payment_id = fields.String(data_key="paymentId", attribute="provider_data.paymentId")
+    payment_method = fields.String(data_key="paymentMethod", attribute="provider_data.paymentMethod")
 
 
 class BalanceSchema(Schema):

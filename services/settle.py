@@ -73,8 +73,11 @@ def refund_mismatch(notice: Notice, order: Order, provider: str) -> str | None:
     """Why this refund must not reverse the order, or None when the refunded payment is one that settled it.
 
     An order may have been paid twice (the second payment is stored as a conflict, money to give back);
-    refunding that second payment must not take back what the first one bought.
+    refunding that second payment must not take back what the first one bought. A partial refund is not a
+    full reversal either: support decides what it takes back.
     """
+    if notice.amount is not None and (notice.amount != order.amount or notice.currency != order.currency):
+        return f"refund of {notice.amount} {notice.currency} differs from the {order.amount} {order.currency} paid"
     if notice.provider_payment_id is None:
         return None
     if provider != order.provider:

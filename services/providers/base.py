@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from click import Group
 
     from services.models import ProviderEvent
-    from services.notices import Notice
+    from services.notices import IngestResult, Notice
     from services.openapi import Operation
     from services.outbox import Handler
     from services.samples import SampleOrder, SampleRequest
@@ -29,6 +29,8 @@ class PaymentDraft:
     description: str
     expires_at: datetime
     telegram_id: int | None
+    # One of the plugin's payment_methods, when the caller chose how the buyer pays.
+    payment_method: str | None = None
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,32 @@ class PaymentProvider(Protocol):
     def currency_problem(self, currency: str) -> str | None: ...
 
     def create(self, draft: PaymentDraft) -> CreatedPayment: ...
+
+
+@dataclass(frozen=True)
+class RefundDraft:
+    """A paid order to refund in full, and the provider's payment that paid it (from its stored event)."""
+
+    order_id: str
+    amount: Decimal
+    currency: str
+    provider_ref: str | None
+    payment_id: str
+    payment_details: dict[str, Any]
+    telegram_id: int | None
+
+
+@dataclass(frozen=True)
+class RefundOutcome:
+    """What the provider said about the refund, and what ingesting its answer did (None: nothing yet)."""
+
+    refund_id: str
+    status: str
+    result: IngestResult | None = None
+
+
+# Refunds a paid order through the provider's API; a confirmed refund goes through events.ingest.
+Refunder = Callable[[RefundDraft, Settings, datetime], RefundOutcome]
 
 
 # A worker's periodic task (reconciliation): runs with the settings and the time, returns how much it settled.
@@ -76,6 +104,8 @@ class ProviderPlugin:
     samples: builders of correctly signed sample webhooks, by the name the CLI offers.
     commands: the provider's `flask --app wsgi <name> …` command group, if it has one.
     operations: the OpenAPI description of the provider's own routes, by (method, path).
+    payment_methods: the `paymentMethod` values a payment request may choose (none: the caller cannot choose).
+    refund: refunds a paid order through the provider's API; None when the provider has no refund API.
     """
 
     name: str
@@ -86,3 +116,5 @@ class ProviderPlugin:
     samples: dict[str, Callable[[SampleOrder, Settings, datetime], SampleRequest]] = field(default_factory=dict)
     commands: Group | None = None
     operations: dict[tuple[str, str], Operation] = field(default_factory=dict)
+    payment_methods: tuple[str, ...] = ()
+    refund: Refunder | None = None

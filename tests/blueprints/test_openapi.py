@@ -67,10 +67,10 @@ def test_payment_creation_is_described_from_the_marshmallow_schemas(document):
     assert body["required"] == ["amount", "orderId"] and body["additionalProperties"] is False
     assert body["properties"]["orderId"]["pattern"] == ORDER_ID_PATTERN
     assert body["properties"]["amount"] == {"type": "number", "minimum": 0, "exclusiveMinimum": True}
-    assert body["properties"]["provider"]["enum"] == ["sbp", "cryptobot", "telegram", "bmc"]
+    assert body["properties"]["provider"]["enum"] == ["sbp", "cryptobot", "telegram", "bmc", "yookassa"]
     assert set(operation["responses"]) == {"200", "201", "400", "401", "409", "413", "415", "422", "502", "503"}
     created = resolve(document, operation["responses"]["201"]["content"]["application/json"]["schema"])
-    assert {"qrcId", "qr", "qrImage", "payUrl", "invoiceLink", "expiresAt"} <= set(created["properties"])
+    assert {"qrcId", "qr", "qrImage", "payUrl", "invoiceLink", "paymentId", "expiresAt"} <= set(created["properties"])
     assert created["properties"]["success"] == {"type": "boolean", "enum": [True], "default": True}
 
 
