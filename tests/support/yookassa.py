@@ -22,7 +22,7 @@ def yookassa_env(fake, **extra: str) -> dict[str, str]:
 
 def create_payment(client, **body: Any):
     """POST /api/payment for a yookassa order: 100 RUB, buyer 42 credited 500, orderId order-1 unless given."""
-    return create(client, provider="yookassa", telegramId=42, credit=500, **body)
+    return create(client, **{"provider": "yookassa", "telegramId": 42, "credit": 500, **body})
 
 
 def notify(client, fake, event: str, object_id: str | None = None, body: Any = None, address: str = YOOKASSA_IP,
