@@ -8,7 +8,7 @@ from blueprints.http import load_body, note_order, now, require_bearer, settings
 from services import admin, audit
 from services.panels import sync as panel
 from services.admin_schemas import (AssignRequestSchema, AssignResultSchema, PurchaseSchema, RefreshResultSchema,
-                                    RefreshSummarySchema, ReplayResultSchema)
+                                    RefreshSummarySchema, RefundResultSchema, ReplayResultSchema)
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 admin_key = require_bearer(lambda s: s.admin_keys, "The admin API (ADMIN_API_KEY)")
@@ -37,6 +37,13 @@ def update_all_configs():
 def replay_order(order_id: str):
     note_order(order_id)
     return ReplayResultSchema().dump(admin.replay_order(order_id, actor(), settings(), now()))
+
+
+@bp.post("/orders/<order_id>/refund")
+@admin_key
+def refund_order(order_id: str):
+    note_order(order_id)
+    return RefundResultSchema().dump(admin.refund_order(order_id, actor(), settings(), now()))
 
 
 @bp.post("/events/<row_id:event_id>/assign")

@@ -140,6 +140,13 @@ CORE_OPERATIONS: dict[tuple[str, str], Operation] = {
     ("POST", "/admin/orders/{order_id}/replay"): Operation(
         "Re-run an order's failed events, fulfilment and announcements", "admin", "ReplayResultSchema",
         security=ADMIN_KEY, description="Idempotent: only what is missing is added."),
+    ("POST", "/admin/orders/{order_id}/refund"): Operation(
+        "Refund a paid order through its provider", "admin", "RefundResultSchema", security=ADMIN_KEY,
+        errors=(409, 422, 502),
+        description="Refunds the whole amount through the provider's API (providers with one). The reversal "
+                    "(ledger, subscription, order.refunded) happens once, when the provider confirms: at once "
+                    "when its reply says succeeded, else by its notification or reconciliation. 409: the order "
+                    "is not paid; 422: its provider has no refund API. Repeating the call does not refund twice."),
     ("POST", "/admin/events/{event_id}/assign"): Operation(
         "Assign an unmatched payment to an order", "admin", "AssignResultSchema", security=ADMIN_KEY,
         body="AssignRequestSchema", errors=(409,),

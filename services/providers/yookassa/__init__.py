@@ -28,4 +28,5 @@ PLUGIN = ProviderPlugin(
     samples={protocol.PROVIDER: sample.succeeded_notification},
     operations={("POST", "/webhook/yookassa"): NOTIFICATION},
     payment_methods=protocol.PAYMENT_METHODS,
+    refund=inbound.refund,
 )
