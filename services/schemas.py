@@ -114,7 +114,8 @@ class PaymentResponseSchema(OrderStatusSchema):
     pay_url = fields.String(data_key="payUrl", attribute="provider_data.payUrl")
     invoice_link = fields.String(data_key="invoiceLink", attribute="provider_data.invoiceLink")
     instructions = fields.String(attribute="provider_data.instructions")
-    payment_id = fields.String(data_key="paymentId", attribute="provider_data.paymentId")
+    # Not provider_data.paymentId: T-Bank keeps its PaymentId there for reference, and SBP answers never showed it.
+    payment_id = fields.String(data_key="paymentId", attribute="provider_data.providerPaymentId")
     payment_method = fields.String(data_key="paymentMethod", attribute="provider_data.paymentMethod")
 
 

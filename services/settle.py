@@ -76,8 +76,10 @@ def refund_mismatch(notice: Notice, order: Order, provider: str) -> str | None:
     refunding that second payment must not take back what the first one bought. A partial refund is not a
     full reversal either: support decides what it takes back.
     """
-    if notice.amount is not None and (notice.amount != order.amount or notice.currency != order.currency):
-        return f"refund of {notice.amount} {notice.currency} differs from the {order.amount} {order.currency} paid"
+    if notice.amount is not None and notice.amount != order.amount:
+        return f"refund of {notice.amount} differs from the {order.amount} {order.currency} paid"
+    if notice.currency is not None and notice.currency.upper() != order.currency:
+        return f"refund in {notice.currency} differs from the order's {order.currency}"
     if notice.provider_payment_id is None:
         return None
     if provider != order.provider:

@@ -32,7 +32,7 @@ PAYMENT_UPDATES = ("message", "pre_checkout_query")
 # What a typical bot backend also reads; asked for only when updates are forwarded to it.
 FORWARDED_UPDATES = ("edited_message", "callback_query", "inline_query", "chosen_inline_result", "my_chat_member")
 # How a refund the gateway asked for is stored: the body is the confirmed refundStarPayment call.
-REFUND_CALL = "refund requested: refundStarPayment returned true"
+REFUND_CALL = "refund requested: refundStarPayment confirmed it"
 
 
 @dataclass(frozen=True)

@@ -94,4 +94,4 @@ class YooKassaPayments:
         pay_url = confirmation.get("confirmation_url")
         if not isinstance(pay_url, str) or not pay_url.startswith("https://"):
             raise ProviderRejected("YooKassa created a payment without a confirmation URL.")
-        return CreatedPayment(provider_ref=payment_id, data={"paymentId": payment_id, "payUrl": pay_url})
+        return CreatedPayment(provider_ref=payment_id, data={"providerPaymentId": payment_id, "payUrl": pay_url})
