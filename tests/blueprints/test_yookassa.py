@@ -12,7 +12,7 @@ import requests
 
 from tests.conftest import AUTH
 from tests.helpers import (assert_error, assert_processed_once, assert_settled_once, balance, post_concurrently,
-                           status)
+                           scrape, status)
 from tests.support.yookassa import (OUTSIDE_IP, URL, YOOKASSA_IP, create_payment, events, gets, notify,
                                     yookassa_env)
 
@@ -154,9 +154,12 @@ def test_refund_of_an_unpaid_order_changes_nothing(client, app, yookassa, paymen
 def test_notification_from_another_address_is_403_and_changes_nothing(client, app, yookassa, payment_id,
                                                                        address, caplog):
     yookassa.succeed(payment_id)
+    counted = (("outcome", "forbidden"), ("provider", "yookassa"))
+    before = scrape(client).get(("webhook_events_total", counted), 0)
     with caplog.at_level(logging.WARNING):
         response = notify(client, yookassa, "payment.succeeded", payment_id, address=address)
     assert_error(response, 403, "forbidden")
+    assert scrape(client)[("webhook_events_total", counted)] == before + 1
     assert events(app) == [] and gets(yookassa) == [] and status(client)["status"] == "pending"
     assert balance(client, 42) == 0
     [logged] = [r for r in caplog.records if "outside YOOKASSA_ALLOWED_IPS" in r.getMessage()]
@@ -208,6 +211,13 @@ def test_api_errors_are_answered_so_yookassa_redelivers(client, app, yookassa, p
     yookassa.error_next(status_code, path=f"/payments/{payment_id}")
     assert_error(notify(client, yookassa, "payment.succeeded", payment_id), answer, code)
     assert events(app) == [] and status(client)["status"] == "pending"
+
+
+def test_unreadable_answer_of_the_api_is_502_not_400(client, app, yookassa, payment_id):
+    with yookassa._lock:
+        yookassa.payments[payment_id]["status"] = None
+    assert_error(notify(client, yookassa, "payment.succeeded", payment_id), 502, "provider_error")
+    assert events(app) == []
 
 
 def test_wrong_credentials_are_never_echoed_or_logged(make_app, yookassa, payment_id, caplog):

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 
 from services import events, metrics
 from services.db import db, transaction
-from services.errors import NotConfigured
+from services.errors import MalformedPayload, NotConfigured, ProviderRejected
 from services.models import ProviderEvent
 from services.notices import Delivery, IngestResult, Notice
 from services.providers.base import RefundDraft, RefundOutcome
@@ -64,7 +64,11 @@ def receive_notification(payload: Any, delivery: Delivery, settings: Settings, n
 def record(kind: str, obj: dict[str, Any], settings: Settings, now: datetime, verification: str,
            source: Delivery | None = None, notified: str | None = None) -> IngestResult:
     """Ingest a payment or refund object fetched from the API; the stored body is that object."""
-    notice = protocol.notice_from_object(kind, obj, notified)
+    try:
+        notice = protocol.notice_from_object(kind, obj, notified)
+    except MalformedPayload as exc:
+        # The API's own answer, not the caller's body: a 502 (YooKassa redelivers), never a 400.
+        raise ProviderRejected(f"YooKassa answered with an unreadable {kind}: {exc.message}") from None
     body = simplejson.dumps(obj, sort_keys=True, use_decimal=True).encode()
     delivery = Delivery(provider=PROVIDER, body=body, headers=source.headers if source else {},
                         remote_addr=source.remote_addr if source else None, verification=verification)

@@ -54,6 +54,9 @@ def _settle(client: YooKassaClient, kind: str, object_id: str, final: frozenset[
             settings: Settings, now: datetime) -> int:
     try:
         fetched = client.get(kind, object_id)
+        if fetched.get("status") not in final:
+            return 0
+        result = inbound.record(kind, fetched, settings, now, inbound.RECONCILED.format(kind=kind))
     except (ProviderUnavailable, NotConfigured) as exc:
         logger.warning("YooKassa reconciliation paused: %s", exc.message, extra={"provider": PROVIDER})
         raise _Paused from None
@@ -61,9 +64,6 @@ def _settle(client: YooKassaClient, kind: str, object_id: str, final: frozenset[
         logger.warning("YooKassa %s lookup failed: %s", kind, exc.message,
                        extra={"provider": PROVIDER, "order_id": order_id})
         return 0
-    if fetched.get("status") not in final:
-        return 0
-    result = inbound.record(kind, fetched, settings, now, inbound.RECONCILED.format(kind=kind))
     return events.note_reconciled(result, PROVIDER, order_id)
 
 
