@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import uuid
@@ -20,6 +21,10 @@ PANEL_TYPES = ("", "marzban", "remnawave", "3x-ui")
 DEFAULT_RETRY_SCHEDULE = (5, 300, 1800, 7200, 18000, 36000, 36000)
 # A stored event whose processing failed (a bug, a data surprise) is tried again for about 8 hours.
 DEFAULT_EVENT_RETRY_SCHEDULE = (60, 300, 1800, 7200, 21600)
+# Where YooKassa sends HTTP notifications from, as it publishes them (PROTOCOLS.md §7).
+YOOKASSA_PUBLISHED_IPS = ("185.71.76.0/27", "185.71.77.0/27", "77.75.153.0/25", "77.75.154.128/25",
+                          "77.75.156.11/32", "77.75.156.35/32", "2a02:5180::/32")
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class ConfigError(ValueError):
@@ -58,6 +63,12 @@ class Settings:
     bmc_webhook_secret: str = field(default="", repr=False)
     bmc_page_url: str = ""
     bmc_currency: str = "USD"
+
+    yookassa_shop_id: str = ""
+    yookassa_secret_key: str = field(default="", repr=False)
+    yookassa_api_url: str = "https://api.yookassa.ru/v3/"
+    yookassa_allowed_ips: tuple[IPNetwork, ...] = tuple(ipaddress.ip_network(n) for n in YOOKASSA_PUBLISHED_IPS)
+    yookassa_return_url: str = ""
 
     merchant_webhook_url: str = ""
     merchant_webhook_secret: str = field(default="", repr=False)
@@ -166,6 +177,15 @@ def _url(env: Mapping[str, str], name: str, default: str = "") -> str:
     return value
 
 
+def _networks(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[IPNetwork, ...]:
+    items = _list(env, name) or default
+    try:
+        # strict: a network written with host bits (185.71.76.1/27) is a typo to fix, not a range to guess.
+        return tuple(ipaddress.ip_network(item, strict=True) for item in items)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be comma-separated IP addresses or CIDR networks: {exc}") from None
+
+
 def _schedule(env: Mapping[str, str], name: str, default: tuple[int, ...]) -> tuple[int, ...]:
     raw = _text(env, name)
     if not raw:
@@ -259,6 +279,12 @@ def load_settings(environ: Mapping[str, str], instance_path: Path) -> Settings:
         bmc_webhook_secret=_text(env, "BMC_WEBHOOK_SECRET"),
         bmc_page_url=_url(env, "BMC_PAGE_URL"),
         bmc_currency=_text(env, "BMC_CURRENCY", "USD").upper(),
+        yookassa_shop_id=_text(env, "YOOKASSA_SHOP_ID"),
+        yookassa_secret_key=_text(env, "YOOKASSA_SECRET_KEY"),
+        yookassa_api_url=_url(env, "YOOKASSA_API_URL", "https://api.yookassa.ru/v3/"),
+        yookassa_allowed_ips=_networks(env, "YOOKASSA_ALLOWED_IPS", YOOKASSA_PUBLISHED_IPS),
+        yookassa_return_url=_url(env, "YOOKASSA_RETURN_URL",
+                                 _url(env, "SERVER_URL", "http://127.0.0.1:8080").rstrip("/") + "/paid"),
         merchant_webhook_url=_url(env, "MERCHANT_WEBHOOK_URL"),
         merchant_webhook_secret=_text(env, "MERCHANT_WEBHOOK_SECRET"),
         panel_type=_choice(env, "PANEL_TYPE", "", PANEL_TYPES),
@@ -339,6 +365,8 @@ def _validate(settings: Settings) -> None:
         _require(settings, ("XUI_URL", "XUI_INBOUND_ID", "XUI_SUB_URL"), "PANEL_TYPE=3x-ui")
         if not settings.xui_token:
             _require(settings, ("XUI_USERNAME", "XUI_PASSWORD"), "PANEL_TYPE=3x-ui and XUI_TOKEN is not set")
+    if settings.yookassa_shop_id or settings.yookassa_secret_key:
+        _require(settings, ("YOOKASSA_SHOP_ID", "YOOKASSA_SECRET_KEY"), "either YooKassa setting is set")
     if settings.telegram_webhook_secret and not _is_telegram_secret(settings.telegram_webhook_secret):
         raise ConfigError("TELEGRAM_WEBHOOK_SECRET must be 1-256 characters of A-Z, a-z, 0-9, _ and -")
     if settings.production:

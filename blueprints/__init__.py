@@ -24,6 +24,7 @@ BLUEPRINT_MODULES = (
     "blueprints.sandbox",
     "blueprints.sbp",
     "blueprints.telegram",
+    "blueprints.yookassa",
 )
 
 

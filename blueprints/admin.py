@@ -7,7 +7,7 @@ from flask import Blueprint, request
 from blueprints.http import load_body, note_order, now, require_bearer, settings
 from services import admin, audit, timeline
 from services.admin_schemas import (AssignRequestSchema, AssignResultSchema, EventsQuerySchema, PurchaseSchema,
-                                    RefreshResultSchema, RefreshSummarySchema, ReplayResultSchema,
+                                    RefreshResultSchema, RefreshSummarySchema, RefundResultSchema, ReplayResultSchema,
                                     SupportEventsSchema)
 from services.panels import sync as panel
 
@@ -46,6 +46,13 @@ def support_events():
     query = EventsQuerySchema().load(request.args.to_dict())
     return SupportEventsSchema().dump(timeline.events_for_support(query.get("status"), query["limit"],
                                                                   query.get("before")))
+
+
+@bp.post("/orders/<order_id>/refund")
+@admin_key
+def refund_order(order_id: str):
+    note_order(order_id)
+    return RefundResultSchema().dump(admin.refund_order(order_id, actor(), settings(), now()))
 
 
 @bp.post("/events/<row_id:event_id>/assign")

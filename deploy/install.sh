@@ -22,7 +22,7 @@ readonly ACME_ROOT=/var/www/letsencrypt
 readonly SERVICE_USER=webhook
 readonly UNIT_DIR=/etc/systemd/system
 readonly CLI_WRAPPER=/usr/local/sbin/webhook-flask
-readonly PROVIDERS=(telegram cryptobot sbp bmc panel merchant)
+readonly PROVIDERS=(telegram cryptobot sbp bmc yookassa panel merchant)
 readonly APT_PACKAGES=(python3 python3-venv nginx certbot python3-certbot-nginx openssl rsync ca-certificates)
 
 SRC_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

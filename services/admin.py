@@ -15,15 +15,24 @@ from sqlalchemy import func, or_, select, update
 
 from services import audit, events, orders, outbox, settle
 from services.db import db, transaction
-from services.errors import ActionConflict, NotFound
+from services.errors import ActionConflict, GatewayError, NotFound
 from services.models import Order, OutboxMessage, ProviderEvent
-from services.notices import ASSIGNED, CONFLICT, ERROR, MISMATCH, PAID, UNMATCHED, Notice
+from services.notices import ASSIGNED, CONFLICT, ERROR, MISMATCH, PAID, SETTLED, UNMATCHED, Notice
 from services.outbox import DEAD, PENDING
+from services.providers import registry
+from services.providers.base import RefundDraft
 from webhook_config import Settings
 
 logger = logging.getLogger(__name__)
 
 ASSIGNABLE = frozenset({UNMATCHED, MISMATCH, CONFLICT})
+
+
+class RefundNotSupported(GatewayError):
+    """The order's provider has no refund API: the money goes back some other way."""
+
+    status = 422
+    code = "refund_not_supported"
 
 
 @dataclass
@@ -130,6 +139,56 @@ def _assignment_problem(event: ProviderEvent, order: Order, settings: Settings) 
     claim = Notice(event_key=event.event_key, event_type=event.event_type, action=PAID,
                          amount=event.amount, currency=event.currency)
     return settle.payment_mismatch(claim, order, event.provider)
+
+
+@dataclass(frozen=True)
+class RefundResult:
+    order_id: str
+    status: str
+    refund_id: str
+    refund_status: str
+    outcome: str | None
+    event_id: int | None
+
+
+def refund_order(order_id: str, actor: str, settings: Settings, now: datetime) -> RefundResult:
+    """Refund a paid order in full through its provider's API.
+
+    The reversal (ledger, subscription, order.refunded) is not done here: the provider's confirmation goes
+    through the inbox like any refund event, so it happens once however many confirmations arrive.
+    """
+    with transaction():
+        order = orders.get_order(order_id)
+        plugin = registry.plugin(order.provider) if order.provider in registry.NAMES else None
+        if plugin is None or plugin.refund is None:
+            raise RefundNotSupported(f"Payments through {order.provider} cannot be refunded through its API.")
+        if order.status != orders.PAID:
+            raise ActionConflict(f"Order {order_id} is {order.status}; only a paid order can be refunded.")
+        draft = _refund_draft(order)
+    outcome = plugin.refund(draft, settings, now)
+    result = outcome.result
+    with transaction():
+        status = orders.get_order(order_id).status
+        audit.record(actor, "order.refund", f"order:{order_id}", now, refundId=outcome.refund_id,
+                     refundStatus=outcome.status, outcome=result.outcome if result else None)
+    logger.info("refund requested: %s", outcome.status, extra={"order_id": order_id, "provider": plugin.name})
+    return RefundResult(order_id, status, outcome.refund_id, outcome.status, result.outcome if result else None,
+                        result.event_id if result else None)
+
+
+def _refund_draft(order: Order) -> RefundDraft:
+    """The order and the provider payment that settled it (the latest settled event naming a payment)."""
+    payment = db.session.execute(
+        select(ProviderEvent.provider_payment_id, ProviderEvent.details)
+        .where(ProviderEvent.order_pk == order.id, ProviderEvent.status.in_(SETTLED),
+               ProviderEvent.provider_payment_id.is_not(None))
+        .order_by(ProviderEvent.id.desc()).limit(1)
+    ).one_or_none()
+    if payment is None:
+        raise ActionConflict(f"No payment of order {order.order_id} is on record; refund it at the provider.")
+    return RefundDraft(order_id=order.order_id, amount=order.amount, currency=order.currency,
+                       provider_ref=order.provider_ref, payment_id=payment.provider_payment_id,
+                       payment_details=dict(payment.details or {}), telegram_id=order.telegram_id)
 
 
 def resend_notification(outbox_id: int, actor: str, now: datetime) -> int:

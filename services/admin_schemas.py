@@ -61,6 +61,23 @@ class AssignResultSchema(Schema):
     forced = fields.String(allow_none=True)
 
 
+class RefundResultSchema(Schema):
+    """POST /admin/orders/{orderId}/refund: the provider's refund, and the order once its answer was recorded.
+
+    `refundStatus` is the provider's: succeeded (the order is refunded now), pending (it will be when the
+    provider confirms) or canceled. `outcome` is what recording the answer did (processed, duplicate, ignored,
+    conflict), null when nothing was recorded yet.
+    """
+
+    success = fields.Constant(True)
+    order_id = fields.String(data_key="orderId", required=True)
+    status = fields.String(required=True)
+    refund_id = fields.String(data_key="refundId", required=True)
+    refund_status = fields.String(data_key="refundStatus", required=True)
+    outcome = fields.String(allow_none=True, required=True)
+    event_id = fields.Integer(data_key="eventId", allow_none=True, required=True)
+
+
 class PurchaseOrderSchema(Schema):
     order_id = fields.String(data_key="orderId", required=True)
     status = fields.String(required=True)

@@ -50,6 +50,7 @@ ERRORS: dict[int, str] = {
     400: "The body is not valid JSON, or not the JSON object the endpoint expects; or the path, query or a "
          "header holds a NUL character.",
     401: "Missing or wrong credentials: the bearer token, the provider's signature, or the Mini App's init data.",
+    403: "The client address is not one the provider sends from (a provider without signatures).",
     404: "No such resource (or a path parameter of the wrong form).",
     409: "The orderId already exists with different terms.",
     413: "The body is larger than MAX_BODY_BYTES.",
@@ -150,6 +151,13 @@ CORE_OPERATIONS: dict[tuple[str, str], Operation] = {
         query="EventsQuerySchema",
         description="Unmatched payments, mismatches, conflicts and processing failures, newest first, with "
                     "the ids /admin/events/{event_id}/assign takes. Page with `limit` and `before`."),
+    ("POST", "/admin/orders/{order_id}/refund"): Operation(
+        "Refund a paid order through its provider", "admin", "RefundResultSchema", security=ADMIN_KEY,
+        errors=(409, 422, 502),
+        description="Refunds the whole amount through the provider's API (providers with one). The reversal "
+                    "(ledger, subscription, order.refunded) happens once, when the provider confirms: at once "
+                    "when its reply says succeeded, else by its notification or reconciliation. 409: the order "
+                    "is not paid; 422: its provider has no refund API. Repeating the call does not refund twice."),
     ("POST", "/admin/events/{event_id}/assign"): Operation(
         "Assign an unmatched payment to an order", "admin", "AssignResultSchema", security=ADMIN_KEY,
         body="AssignRequestSchema", errors=(409,),

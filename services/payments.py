@@ -25,6 +25,8 @@ logger = logging.getLogger(__name__)
 # timeout bounds the connect and each read separately: four timeouts, plus slack.
 CALLS_PER_CREATE = 4
 WAIT_STEP_SECONDS = 0.05
+# Where an order keeps the payment method its request chose (`paymentMethod` in the response).
+PAYMENT_METHOD = "paymentMethod"
 MAX_WAIT_SECONDS = 20
 
 
@@ -34,6 +36,7 @@ def create_payment(request: dict[str, Any], settings: Settings, now: datetime,
     provider = registry.payment_provider(request["provider"], settings)
     currency = (request.get("currency") or provider.default_currency()).upper()
     _check_terms(provider, request["amount"], currency)
+    _check_payment_method(request)
     values = _order_values(request, currency, settings, now)
     with transaction():
         created = insert_ignore(Order, values, ["order_id"]) is not None
@@ -56,6 +59,14 @@ def _check_terms(provider: PaymentProvider, amount, currency: str) -> None:
         raise InvalidRequest("The payment request is not valid.", {"amount": [problem]})
 
 
+def _check_payment_method(request: dict[str, Any]) -> None:
+    method = request.get("payment_method")
+    allowed = registry.plugin(request["provider"]).payment_methods
+    if method is not None and method not in allowed:
+        problem = f"must be one of {', '.join(allowed)}" if allowed else "this provider lets the buyer choose"
+        raise InvalidRequest("The payment request is not valid.", {"paymentMethod": [problem]})
+
+
 def _order_values(request: dict[str, Any], currency: str, settings: Settings, now: datetime) -> dict[str, Any]:
     subscription = request.get("subscription") or {}
     return {
@@ -71,7 +82,8 @@ def _order_values(request: dict[str, Any], currency: str, settings: Settings, no
         "subscription_days": subscription.get("days"),
         "meta": request.get("metadata") or {},
         "recurring": bool(request.get("recurring")),
-        "provider_data": {},
+        # The caller's choice of payment method is part of the order's terms, kept beside the provider's data.
+        "provider_data": {PAYMENT_METHOD: request["payment_method"]} if request.get("payment_method") else {},
         "created_at": now,
         "updated_at": now,
         "expires_at": now + timedelta(seconds=settings.order_ttl_seconds),
@@ -85,6 +97,8 @@ _TERMS = ("provider", "amount", "currency", "telegram_id", "credit", "subscripti
 
 def _ensure_same_terms(order: Order, values: dict[str, Any]) -> None:
     differing = [name for name in _TERMS if getattr(order, name) != values[name]]
+    if _payment_method(order.provider_data) != _payment_method(values["provider_data"]):
+        differing.append(PAYMENT_METHOD)
     if differing:
         raise OrderConflict(
             f"Order {order.order_id!r} already exists with a different {', '.join(differing)}.",
@@ -94,14 +108,19 @@ def _ensure_same_terms(order: Order, values: dict[str, Any]) -> None:
 def _draft(order: Order) -> PaymentDraft:
     return PaymentDraft(order_id=order.order_id, amount=order.amount, currency=order.currency,
                         description=order.description or f"Order {order.order_id}",
-                        expires_at=order.expires_at, telegram_id=order.telegram_id, recurring=order.recurring)
+                        expires_at=order.expires_at, telegram_id=order.telegram_id, recurring=order.recurring,
+                        payment_method=_payment_method(order.provider_data))
+
+
+def _payment_method(provider_data: dict[str, Any] | None) -> str | None:
+    return (provider_data or {}).get(PAYMENT_METHOD)
 
 
 def _attach(order: Order, payment: CreatedPayment) -> None:
     """Store the provider's payment on the order (in the caller's transaction)."""
     order_id = order.order_id  # read now: after a failed flush the object cannot load anything
     order.provider_ref = payment.provider_ref
-    order.provider_data = payment.data
+    order.provider_data = {**(order.provider_data or {}), **payment.data}
     order.create_lease_until = None
     try:
         db.session.flush()

@@ -69,6 +69,10 @@ class PaymentRequestSchema(Schema):
     subscription = fields.Nested(SubscriptionSchema, load_default=None)
     metadata = fields.Dict(keys=fields.String(), load_default=dict, validate=_metadata_size)
     recurring = fields.Boolean(load_default=False)
+    payment_method = fields.String(
+        load_default=None, data_key="paymentMethod", validate=validate.Regexp(r"^[a-z_]{1,32}$(?!\n)"),
+        metadata={"description": "How the buyer pays, for a provider that lets the caller choose; "
+                                 "omitted: the buyer chooses on the provider's page."})
 
     @validates_schema
     def _needs_buyer(self, data, **kwargs):
@@ -138,6 +142,9 @@ class PaymentResponseSchema(OrderStatusSchema):
     pay_url = fields.String(data_key="payUrl", attribute="provider_data.payUrl")
     invoice_link = fields.String(data_key="invoiceLink", attribute="provider_data.invoiceLink")
     instructions = fields.String(attribute="provider_data.instructions")
+    # Not provider_data.paymentId: T-Bank keeps its PaymentId there for reference, and SBP answers never showed it.
+    payment_id = fields.String(data_key="paymentId", attribute="provider_data.providerPaymentId")
+    payment_method = fields.String(data_key="paymentMethod", attribute="provider_data.paymentMethod")
 
 
 class BalanceSchema(Schema):

@@ -139,7 +139,8 @@ def _created(order: Order) -> dict[str, Any]:
 
 
 def _event(event: ProviderEvent) -> dict[str, Any]:
-    details = {"verification": event.verification,
+    # What the provider said beyond money (a cancellation reason, a payer's note) first, the inbox's own after.
+    details = {**(event.details or {}), "verification": event.verification,
                "amount": f"{normalized(event.amount)} {event.currency}" if event.amount is not None else None,
                "paymentId": event.provider_payment_id, "eventKey": event.event_key,
                "processingAttempts": event.processing_attempts, "processedAt": event.processed_at,

@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from click import Group
 
     from services.models import ProviderEvent
-    from services.notices import Notice
+    from services.notices import IngestResult, Notice
     from services.openapi import Operation
     from services.outbox import Handler
     from services.samples import SampleOrder, SampleRequest
@@ -30,6 +30,8 @@ class PaymentDraft:
     telegram_id: int | None
     # A subscription the provider is to charge again every period by itself.
     recurring: bool = False
+    # One of the plugin's payment_methods, when the caller chose how the buyer pays.
+    payment_method: str | None = None
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,32 @@ class PaymentProvider(Protocol):
     def currency_problem(self, currency: str) -> str | None: ...
 
     def create(self, draft: PaymentDraft) -> CreatedPayment: ...
+
+
+@dataclass(frozen=True)
+class RefundDraft:
+    """A paid order to refund in full, and the provider's payment that paid it (from its stored event)."""
+
+    order_id: str
+    amount: Decimal
+    currency: str
+    provider_ref: str | None
+    payment_id: str
+    payment_details: dict[str, Any]
+    telegram_id: int | None
+
+
+@dataclass(frozen=True)
+class RefundOutcome:
+    """What the provider said about the refund, and what ingesting its answer did (None: nothing yet)."""
+
+    refund_id: str
+    status: str
+    result: IngestResult | None = None
+
+
+# Refunds a paid order through the provider's API; a confirmed refund goes through events.ingest.
+Refunder = Callable[[RefundDraft, "Settings", datetime], RefundOutcome]
 
 
 # A worker's periodic task (reconciliation): runs with the settings and the time, returns how much it settled.
@@ -86,6 +114,8 @@ class ProviderPlugin:
         None when it has none. Such orders are created with `recurring`.
     cancel_renewal: stops the renewals of such an order, given its `renewal` record (chargeId, payerId);
         raises ProviderUnavailable when the provider cannot be reached (the call is then queued).
+    payment_methods: the `paymentMethod` values a payment request may choose (none: the caller cannot choose).
+    refund: refunds a paid order through the provider's API; None when the provider has no refund API.
     """
 
     name: str
@@ -99,3 +129,5 @@ class ProviderPlugin:
     catalog_price: str | None = None
     renewal_days: int | None = None
     cancel_renewal: Callable[[Settings, dict[str, Any]], None] | None = None
+    payment_methods: tuple[str, ...] = ()
+    refund: Refunder | None = None

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 # Each name is a package services/providers/<name>/ whose __init__.py defines PLUGIN (a ProviderPlugin).
 # Packages are imported on first use, so this module is cheap to import from anywhere.
-NAMES: tuple[str, ...] = ("sbp", "cryptobot", "telegram", "bmc")
+NAMES: tuple[str, ...] = ("sbp", "cryptobot", "telegram", "bmc", "yookassa")
 DEFAULT = "sbp"
 # The provider whose API messages buyers.
 NOTIFIER = "telegram"

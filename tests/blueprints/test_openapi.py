@@ -67,10 +67,10 @@ def test_payment_creation_is_described_from_the_marshmallow_schemas(document):
     assert body["required"] == ["amount", "orderId"] and body["additionalProperties"] is False
     assert body["properties"]["orderId"]["pattern"] == ORDER_ID_PATTERN
     assert body["properties"]["amount"] == {"type": "number", "minimum": 0, "exclusiveMinimum": True}
-    assert body["properties"]["provider"]["enum"] == ["sbp", "cryptobot", "telegram", "bmc"]
+    assert body["properties"]["provider"]["enum"] == ["sbp", "cryptobot", "telegram", "bmc", "yookassa"]
     assert set(operation["responses"]) == {"200", "201", "400", "401", "409", "413", "415", "422", "502", "503"}
     created = resolve(document, operation["responses"]["201"]["content"]["application/json"]["schema"])
-    assert {"qrcId", "qr", "qrImage", "payUrl", "invoiceLink", "expiresAt"} <= set(created["properties"])
+    assert {"qrcId", "qr", "qrImage", "payUrl", "invoiceLink", "paymentId", "expiresAt"} <= set(created["properties"])
     assert created["properties"]["success"] == {"type": "boolean", "enum": [True], "default": True}
 
 
@@ -110,6 +110,26 @@ def test_webhooks_document_their_signature_header_and_401(document, path, header
     assert operation["security"] == []
     assert {"in": "header", "name": header, "required": True}.items() <= operation["parameters"][0].items()
     assert {"200", "400", "401", "503"} <= set(operation["responses"])
+
+
+def test_yookassa_notification_documents_the_address_check_not_a_signature(document):
+    operation = document["paths"]["/webhook/yookassa"]["post"]
+    assert operation["security"] == [] and "parameters" not in operation
+    assert {"200", "400", "403", "502", "503"} <= set(operation["responses"]) and "401" not in operation["responses"]
+    assert "YOOKASSA_ALLOWED_IPS" in operation["description"]
+    assert resolve(document, operation["responses"]["403"])["description"].startswith("The client address")
+
+
+def test_refund_and_payment_method_are_described(document):
+    operation = document["paths"]["/admin/orders/{order_id}/refund"]["post"]
+    assert {"200", "401", "404", "409", "422", "502", "503"} <= set(operation["responses"])
+    result = resolve(document, operation["responses"]["200"]["content"]["application/json"]["schema"])
+    assert {"orderId", "status", "refundId", "refundStatus", "outcome", "eventId"} <= set(result["properties"])
+    payment = document["paths"]["/api/payment"]["post"]
+    body = resolve(document, payment["requestBody"]["content"]["application/json"]["schema"])
+    assert body["properties"]["paymentMethod"]["type"] == "string"
+    created = resolve(document, payment["responses"]["201"]["content"]["application/json"]["schema"])
+    assert {"paymentId", "paymentMethod"} <= set(created["properties"])
 
 
 def test_tbank_notification_answers_plain_ok(document):

@@ -51,7 +51,7 @@ schema.app = CURRENT
 
 
 @pytest.fixture
-def fuzz_app(make_app, cryptopay, telegram, marzban, tmp_path):
+def fuzz_app(make_app, cryptopay, telegram, marzban, yookassa, tmp_path):
     """Every provider configured (fakes on 127.0.0.1), so webhooks answer 401 to unsigned bodies rather than 503."""
     app = make_app(
         CATALOG_FILE=write_catalog(tmp_path),
@@ -61,7 +61,8 @@ def fuzz_app(make_app, cryptopay, telegram, marzban, tmp_path):
         TELEGRAM_WEBHOOK_SECRET="telegram-secret-0123456789abcdef0123",
         BMC_WEBHOOK_SECRET="bmc_test_secret_0123456789abcdef0123456789", BMC_PAGE_URL="https://buymeacoffee.test/x",
         PANEL_TYPE="marzban", MARZBAN_URL=marzban.url, MARZBAN_USERNAME=marzban.username,
-        MARZBAN_PASSWORD=marzban.password, REMNAWAVE_WEBHOOK_SECRET="remnawaveSecret0123456789abcdef0123")
+        MARZBAN_PASSWORD=marzban.password, REMNAWAVE_WEBHOOK_SECRET="remnawaveSecret0123456789abcdef0123",
+        YOOKASSA_SHOP_ID=yookassa.shop_id, YOOKASSA_SECRET_KEY=yookassa.secret_key, YOOKASSA_API_URL=yookassa.api_url)
     CURRENT.app = app
     yield app
     CURRENT.app = None

@@ -38,5 +38,6 @@ PLUGIN = ProviderPlugin(
     operations={("POST", "/webhook/telegram"): webhook(
         "Telegram Bot API update", "X-Telegram-Bot-Api-Secret-Token",
         "The secret_token given to setWebhook (TELEGRAM_WEBHOOK_SECRET).", REPLY)},
+    refund=inbound.refund,
 )
 NOTIFIER = Notifier(channel=protocol.PROVIDER, enabled=_messages_buyers)

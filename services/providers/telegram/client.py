@@ -91,6 +91,10 @@ class TelegramClient:
             params["error_message"] = error_message
         return self.call("answerPreCheckoutQuery", params) is True
 
+    def refund_star_payment(self, user_id: int, charge_id: str) -> bool:
+        """Give a Stars payment back to the user who paid it; True when Telegram did."""
+        return self.call("refundStarPayment", {"user_id": user_id, "telegram_payment_charge_id": charge_id}) is True
+
     def set_webhook(self, url: str, secret_token: str, allowed_updates: list[str],
                     drop_pending_updates: bool = False) -> bool:
         """Have Telegram POST the bot's updates to `url`, each with `secret_token` in SECRET_HEADER."""

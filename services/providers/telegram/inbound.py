@@ -13,10 +13,12 @@ from typing import Any
 
 from services import events, orders, outbox, settle
 from services.db import transaction
-from services.errors import MalformedPayload
+from services.errors import MalformedPayload, ProviderRejected
 from services.models import Order, ProviderEvent
 from services.money import normalized
 from services.notices import IGNORE, REFUNDED, Delivery, IngestResult, Notice
+from services.providers.base import RefundDraft, RefundOutcome
+from services.providers.telegram.client import TelegramClient, TelegramRejected
 from services.providers.telegram import protocol as telegram
 from services.providers.telegram.protocol import PreCheckoutQuery
 from webhook_config import Settings
@@ -29,6 +31,8 @@ FORWARD_KIND = "forward.update"
 PAYMENT_UPDATES = ("message", "pre_checkout_query")
 # What a typical bot backend also reads; asked for only when updates are forwarded to it.
 FORWARDED_UPDATES = ("edited_message", "callback_query", "inline_query", "chosen_inline_result", "my_chat_member")
+# How a refund the gateway asked for is stored: the body is the confirmed refundStarPayment call.
+REFUND_CALL = "refund requested: refundStarPayment confirmed it"
 
 
 @dataclass(frozen=True)
@@ -140,7 +144,35 @@ def _forward(update_id: int, raw: bytes, settings: Settings, now: datetime) -> N
                        {"url": settings.telegram_forward_url, "body": body}, now)
 
 
+def refund(draft: RefundDraft, settings: Settings, now: datetime,
+           client: TelegramClient | None = None) -> RefundOutcome:
+    """Give the Stars back (refundStarPayment) and reverse the order now, through the inbox, under the key the
+    refunded_payment update will have: the reversal happens once, whichever arrives first."""
+    payer = draft.payment_details.get("fromId") or draft.telegram_id
+    if not isinstance(payer, int):
+        raise ProviderRejected("Who paid this Stars payment is not on record; refund it from the bot.")
+    try:
+        refunded = (client or TelegramClient(settings)).refund_star_payment(payer, draft.payment_id)
+    except TelegramRejected as exc:
+        # Refunded before (an earlier call whose answer was lost, or by Telegram): record it, once.
+        if "CHARGE_ALREADY_REFUNDED" not in exc.description:
+            raise
+        refunded = True
+    if not refunded:
+        raise ProviderRejected("Telegram did not confirm the refund.")
+    call = telegram.refund_call(payer, draft.payment_id, int(draft.amount), draft.order_id)
+    with transaction():
+        notice = _refund_of_settling_charge(telegram.refund_call_notice(call))
+    body = json.dumps(call, separators=(",", ":")).encode()
+    delivery = Delivery(provider=telegram.PROVIDER, body=body, headers={}, remote_addr=None, verification=REFUND_CALL)
+    result = events.ingest(delivery, notice, settings, now)
+    return RefundOutcome(refund_id=draft.payment_id, status="succeeded", result=result)
+
+
 def read_stored(event: ProviderEvent, settings: Settings) -> Notice | None:
     """A stored payment or refund read back for replay; a pre-checkout query was answered in its webhook
     response, and its stored event (ignored) is a note for support, not something to re-process."""
-    return payment_event(json.loads(event.body, parse_float=Decimal))
+    body = json.loads(event.body, parse_float=Decimal)
+    if event.verification == REFUND_CALL:
+        return _refund_of_settling_charge(telegram.refund_call_notice(body))
+    return payment_event(body)

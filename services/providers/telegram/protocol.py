@@ -118,6 +118,23 @@ def _unix_time(value: Any) -> datetime | None:
     return datetime.fromtimestamp(value, timezone.utc)
 
 
+def refund_call(user_id: int, charge_id: str, stars: int, order_id: str) -> dict[str, Any]:
+    """What a confirmed refundStarPayment call is stored as: its parameters and the payment it refunded."""
+    return {"method": "refundStarPayment", "user_id": user_id, "telegram_payment_charge_id": charge_id,
+            "total_amount": stars, "currency": STARS, "invoice_payload": order_id}
+
+
+def refund_call_notice(call: Any) -> Notice:
+    """A confirmed refundStarPayment as the Notice its refunded_payment update would give (the same event key,
+    so whichever comes second is a duplicate)."""
+    call = _object(call, "refundStarPayment")
+    charge_id = _text(call, "telegram_payment_charge_id")
+    return Notice(event_key=refund_key(charge_id), event_type="refundStarPayment", action=REFUNDED,
+                  order_id=_text(call, "invoice_payload"), amount=_stars(call),
+                  currency=_text(call, "currency", 10), provider_payment_id=charge_id,
+                  details={"fromId": call["user_id"] if _is_int(call.get("user_id")) else None})
+
+
 def webhook_answer(query_id: str, error_message: str | None = None) -> dict[str, Any]:
     """The answerPreCheckoutQuery call carried in the webhook response itself (no extra round trip)."""
     answer: dict[str, Any] = {"method": "answerPreCheckoutQuery", "pre_checkout_query_id": query_id,

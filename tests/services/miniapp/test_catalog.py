@@ -45,8 +45,9 @@ def test_spec_example_is_read_with_exact_prices(tmp_path):
     assert (vpn.id, vpn.title, vpn.description) == ("vpn-30", "VPN, 30 days", "All locations, 3 devices")
     assert vpn.subscription == Subscription("vpn", 30)
     assert (vpn.credit, vpn.recurring) == (None, False)
-    assert vpn.prices == (Price("sbp", Decimal("199.00"), "RUB"), Price("yookassa", Decimal("199.00"), "RUB"),
-                          Price("telegram", Decimal(100), "XTR"), Price("cryptobot", Decimal("2.5"), "USDT"))
+    # In the registry's order, the order of the buy buttons.
+    assert vpn.prices == (Price("sbp", Decimal("199.00"), "RUB"), Price("cryptobot", Decimal("2.5"), "USDT"),
+                          Price("telegram", Decimal(100), "XTR"), Price("yookassa", Decimal("199.00"), "RUB"))
     assert all(type(price.amount) is Decimal for price in vpn.prices)
     assert catalog.product("vpn-30") is vpn and catalog.product("vpn-31") is None
     assert vpn.price("telegram").amount == 100 and vpn.price("bmc") is None
