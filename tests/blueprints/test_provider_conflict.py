@@ -53,7 +53,7 @@ class LocalDuplicate:
 
 
 def test_local_provider_naming_a_used_payment_is_502_and_stores_nothing(client, monkeypatch):
-    monkeypatch.setitem(registry.PAYMENT_PROVIDERS, "sbp", lambda settings: LocalDuplicate())
+    monkeypatch.setattr(registry, "payment_provider", lambda name, settings: LocalDuplicate())
     assert create(client, orderId="first").status_code == 201
     assert_error(create(client, orderId="second"), 502, "provider_error")
     assert client.get("/api/status/second", headers=AUTH).status_code == 404
