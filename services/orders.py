@@ -64,13 +64,20 @@ def find_order(order_id: str, *, lock: bool = False) -> Order | None:
 
 # The status read, built once: GET /api/status is the hottest read, and an ORM session
 # round trip (identity map, autobegin, teardown) cost more than the query itself.
-_STATUS_QUERY = (
+# What OrderStatusSchema dumps, row by row (status_view turns a row into its input).
+STATUS_ROWS = (
     select(Order.order_id, Order.status, Order.amount, Order.currency, Order.provider, Order.created_at,
            Order.paid_at, Order.expires_at, Order.telegram_id, Order.credit, Order.meta.label("meta"),
            Order.purchase_id, Order.recurring, Order.renewal, Purchase.subscription_url)
     .outerjoin(Purchase, Order.purchase_id == Purchase.id)
-    .where(Order.order_id == bindparam("order_id"))
 )
+_STATUS_QUERY = STATUS_ROWS.where(Order.order_id == bindparam("order_id"))
+
+
+def status_view(row: Any) -> dict[str, Any]:
+    view = row._asdict()
+    view["purchase"] = {"subscription_url": view.pop("subscription_url")}
+    return view
 
 
 def status_of(order_id: str) -> dict[str, Any]:
@@ -79,9 +86,7 @@ def status_of(order_id: str) -> dict[str, Any]:
         row = connection.execute(_STATUS_QUERY, {"order_id": order_id}).one_or_none()
     if row is None:
         raise NotFound(f"No order with orderId {order_id!r}.")
-    view = row._asdict()
-    view["purchase"] = {"subscription_url": view.pop("subscription_url")}
-    return view
+    return status_view(row)
 
 
 def get_order(order_id: str) -> Order:
