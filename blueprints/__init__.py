@@ -20,6 +20,7 @@ BLUEPRINT_MODULES = (
     "blueprints.health",
     "blueprints.metrics",
     "blueprints.miniapp",
+    "blueprints.pages",
     "blueprints.remnawave",
     "blueprints.sandbox",
     "blueprints.sbp",

@@ -43,6 +43,7 @@ NOT_JSON = (
     re.compile(r"^/api/docs(/|$)"),
     re.compile(r"^/metrics$"),
     re.compile(r"^/miniapp/$"),
+    re.compile(r"^/paid$"),
     re.compile(r"/qr\.(png|svg|\{fmt\})$"),
 )
 

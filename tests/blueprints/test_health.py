@@ -37,3 +37,4 @@ def test_writes_are_503_json_when_database_is_down(down_client):
     assert_error(response, 503, "database_unavailable")
     assert_error(down_client.get("/api/status/o-1", headers=AUTH), 503, "database_unavailable")
     assert_error(down_client.get("/api/balance/42", headers=AUTH), 503, "database_unavailable")
+
