@@ -272,7 +272,8 @@ class Bench:
             servers.reverse()
         for suffix, server in servers:
             if "new" in wanted or "repeat" in wanted:
-                runs["new" + suffix], runs["repeat" + suffix] = self.webhooks(label + suffix.replace("@", "-"), server)
+                # Prefixes that do not match each other in the LIKE of seed_events.py check: r2a, r2b.
+                runs["new" + suffix], runs["repeat" + suffix] = self.webhooks(label + ("b" if suffix else "a" if self.before else ""), server)
         for suffix, server in servers:
             if "status" in wanted:
                 runs["status" + suffix] = self.wrk(server, f"/api/status/{STATUS_ORDER}", "get", [API_TOKEN], duration)
