@@ -57,7 +57,36 @@ def timed(app, environs: list[dict]) -> tuple[float, float]:
     return ((time.perf_counter() - wall) / len(environs) * 1e6, (time.process_time() - cpu) / len(environs) * 1e6)
 
 
-def profiled(app, environs: list[dict], sort: str, limit: int) -> str:
+# Where a function's own time is counted by --group: the first matching fragment of its file (or C name).
+GROUPS = (
+    ("database: SQLite COMMIT (fsync)", ("SQLiteConnection.commit", "'commit' of 'sqlite3")),
+    ("database: driver statements", ("sqlite3.Cursor", "sqlite3.Connection", "psycopg", "'execute' of", "fetchone")),
+    ("SQLAlchemy (session, ORM load, pool)", ("sqlalchemy",)),
+    ("gateway: services/", ("/services/",)),
+    ("gateway: blueprints/ (hooks, views)", ("/blueprints/",)),
+    ("Flask / Werkzeug", ("/flask/", "/werkzeug/")),
+    ("logging (stdlib + python-json-logger)", ("/logging/", "pythonjsonlogger")),
+    ("Prometheus client", ("prometheus_client",)),
+    ("JSON (simplejson, json)", ("simplejson", "/json/")),
+    ("marshmallow", ("marshmallow",)),
+)
+
+
+def grouped(stats: pstats.Stats, requests: int) -> str:
+    """Own (tottime) µs per request summed by GROUPS, largest first."""
+    totals: dict[str, float] = {}
+    for (filename, _line, name), (_cc, _nc, tottime, _ct, _callers) in stats.stats.items():
+        where = f"{filename}:{name}"
+        group = next((label for label, fragments in GROUPS if any(part in where for part in fragments)), "other")
+        totals[group] = totals.get(group, 0.0) + tottime
+    whole = sum(totals.values())
+    lines = [f"{'own time by group (cProfile)':<42} {'µs/req':>8} {'share':>6}"]
+    for label, seconds in sorted(totals.items(), key=lambda item: -item[1]):
+        lines.append(f"{label:<42} {seconds / requests * 1e6:8.0f} {seconds / whole:6.0%}")
+    return "\n".join(lines) + "\n"
+
+
+def profiled(app, environs: list[dict], sort: str, limit: int, group: bool = False) -> str:
     profile = cProfile.Profile()
     profile.enable()
     for environ in environs:
@@ -65,6 +94,8 @@ def profiled(app, environs: list[dict], sort: str, limit: int) -> str:
     profile.disable()
     out = io.StringIO()
     stats = pstats.Stats(profile, stream=out)
+    if group:
+        return grouped(stats, len(environs))
     stats.strip_dirs().sort_stats(sort).print_stats(limit)
     return out.getvalue()
 
@@ -135,6 +166,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--sort", default="cumulative", help="pstats sort key: cumulative, tottime, ...")
     parser.add_argument("--limit", type=int, default=40, help="profile lines printed per endpoint")
+    parser.add_argument("--group", action="store_true", help="print own time per request by package instead")
     parser.add_argument("--database-url", help="PostgreSQL database named bench* (emptied); default SQLite in /tmp")
     args = parser.parse_args(argv)
     if args.database_url and "/bench" not in args.database_url:
@@ -164,7 +196,7 @@ def main(argv: list[str] | None = None) -> None:
             wall, cpu = timed(app, environs[0])
             report.write(f"\n== {endpoint}: {wall:.0f} µs per request ({cpu:.0f} µs CPU), "
                          f"{bare_wall / wall:.2f} × bare (in-process, no gunicorn/network)\n")
-            report.write(profiled(app, environs[1], args.sort, args.limit))
+            report.write(profiled(app, environs[1], args.sort, args.limit, args.group))
     finally:
         crypto_pay.stop()
         sys.stdout.close()
