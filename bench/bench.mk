@@ -1,20 +1,23 @@
 # HTTP benchmarks (bench/README.md), included by the Makefile: `include bench/bench.mk`.
 # Uses $(BIN) and the `venv` target from the Makefile.  BENCH_ARGS passes options through,
-# e.g. make bench BENCH_ARGS="--rounds 2 --database-url postgresql+psycopg://postgres@127.0.0.1:5432/bench_http"
+# e.g. make bench BENCH_ARGS="--rounds 2 --compare /tmp/before" BENCH_PG_URL=postgresql+psycopg://postgres@127.0.0.1:5432/bench_x
 BENCH_ARGS ?=
+# The PostgreSQL database of the benchmark: emptied by every run, created when missing.
+BENCH_PG_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/bench_http
 
 .PHONY: bench bench-big bench-profile bench-wrk
 
 bench-wrk:
 	command -v wrk || (apt-get update && apt-get install -y wrk)
 
-# Every endpoint against the bare Flask baseline, 3 rounds of 10 s each (about 4 minutes).
+# The issue #16 table on SQLite, then on PostgreSQL, 3 rounds of 10 s per row (about 15 minutes),
+# written into docs/performance.md with the machine.
 bench: venv bench-wrk
-	$(BIN)/python bench/run_wrk.py $(BENCH_ARGS)
+	$(BIN)/python bench/run_wrk.py --database sqlite --database $(BENCH_PG_URL) --write-doc docs/performance.md $(BENCH_ARGS)
 
 # The same, then again after storing 1,000,000 provider events (about 12 minutes on SQLite).
 bench-big: venv bench-wrk
-	$(BIN)/python bench/run_wrk.py --big $(BENCH_ARGS)
+	$(BIN)/python bench/run_wrk.py --big --database sqlite --database $(BENCH_PG_URL) $(BENCH_ARGS)
 
 # Where the time of the status and ingest endpoints goes (cProfile, in-process).
 bench-profile: venv

@@ -1,7 +1,7 @@
-"""Where a request's time goes: the status and ingest endpoints under cProfile, in-process, no gunicorn.
+"""Where a request's time goes: status, new and repeated CryptoBot webhooks under cProfile, in-process.
 
-    .venv/bin/python bench/profile_app.py                    # both endpoints, 500 requests each
-    .venv/bin/python bench/profile_app.py --endpoint ingest --requests 2000 --sort tottime
+    .venv/bin/python bench/profile_app.py                    # every endpoint, 500 requests each
+    .venv/bin/python bench/profile_app.py --endpoint new --requests 2000 --sort tottime
     .venv/bin/python bench/profile_app.py --database-url postgresql+psycopg://postgres@127.0.0.1:5432/bench_profile
 
 The app is built exactly as gunicorn builds it (production settings from run_wrk.bench_environment,
@@ -32,7 +32,7 @@ for path in (str(ROOT), str(BENCH)):
     if path not in sys.path:
         sys.path.insert(0, path)
 
-from run_wrk import API_TOKEN, STATUS_ORDER, bench_environment  # noqa: E402
+from run_wrk import API_TOKEN, CRYPTOBOT_TOKEN, STATUS_ORDER, STATUS_ORDER_REQUEST, bench_environment  # noqa: E402
 
 
 def _start_response(status, headers, exc_info=None):
@@ -57,7 +57,36 @@ def timed(app, environs: list[dict]) -> tuple[float, float]:
     return ((time.perf_counter() - wall) / len(environs) * 1e6, (time.process_time() - cpu) / len(environs) * 1e6)
 
 
-def profiled(app, environs: list[dict], sort: str, limit: int) -> str:
+# Where a function's own time is counted by --group: the first matching fragment of its file (or C name).
+GROUPS = (
+    ("database: SQLite COMMIT (fsync)", ("SQLiteConnection.commit", "'commit' of 'sqlite3")),
+    ("database: driver statements", ("sqlite3.Cursor", "sqlite3.Connection", "psycopg", "'execute' of", "fetchone")),
+    ("SQLAlchemy (session, ORM load, pool)", ("sqlalchemy",)),
+    ("gateway: services/", ("/services/",)),
+    ("gateway: blueprints/ (hooks, views)", ("/blueprints/",)),
+    ("Flask / Werkzeug", ("/flask/", "/werkzeug/")),
+    ("logging (stdlib + python-json-logger)", ("/logging/", "pythonjsonlogger")),
+    ("Prometheus client", ("prometheus_client",)),
+    ("JSON (simplejson, json)", ("simplejson", "/json/")),
+    ("marshmallow", ("marshmallow",)),
+)
+
+
+def grouped(stats: pstats.Stats, requests: int) -> str:
+    """Own (tottime) µs per request summed by GROUPS, largest first."""
+    totals: dict[str, float] = {}
+    for (filename, _line, name), (_cc, _nc, tottime, _ct, _callers) in stats.stats.items():
+        where = f"{filename}:{name}"
+        group = next((label for label, fragments in GROUPS if any(part in where for part in fragments)), "other")
+        totals[group] = totals.get(group, 0.0) + tottime
+    whole = sum(totals.values())
+    lines = [f"{'own time by group (cProfile)':<42} {'µs/req':>8} {'share':>6}"]
+    for label, seconds in sorted(totals.items(), key=lambda item: -item[1]):
+        lines.append(f"{label:<42} {seconds / requests * 1e6:8.0f} {seconds / whole:6.0%}")
+    return "\n".join(lines) + "\n"
+
+
+def profiled(app, environs: list[dict], sort: str, limit: int, group: bool = False) -> str:
     profile = cProfile.Profile()
     profile.enable()
     for environ in environs:
@@ -65,6 +94,8 @@ def profiled(app, environs: list[dict], sort: str, limit: int) -> str:
     profile.disable()
     out = io.StringIO()
     stats = pstats.Stats(profile, stream=out)
+    if group:
+        return grouped(stats, len(environs))
     stats.strip_dirs().sort_stats(sort).print_stats(limit)
     return out.getvalue()
 
@@ -74,20 +105,35 @@ def status_environs(count: int) -> list[dict]:
     return [EnvironBuilder(path=f"/api/status/{STATUS_ORDER}", headers=headers).get_environ() for _ in range(count)]
 
 
-def ingest_environs(app, count: int, batch: int, workdir: Path) -> list[dict]:
+def webhook_environs(app, count: int, batch: int, workdir: Path) -> list[dict]:
+    """Signed invoice_paid updates for `count` fresh pending CryptoBot orders."""
     import seed_events
 
-    bodies = workdir / f"bodies-{batch}.txt"
+    bodies = workdir / f"bodies-{batch}.tsv"
     with app.app_context():
-        seed_events.seed_orders(f"profile{batch}", count, batch * 10_000_000, bodies, app.config["SETTINGS"])
-    return [EnvironBuilder(path="/webhook/sbp/tbank", method="POST", data=line.encode(),
-                           content_type="application/json").get_environ()
-            for line in bodies.read_text().splitlines()]
+        seed_events.seed_cryptobot(f"profile{batch}", count, batch * 10_000_000, bodies, app.config["SETTINGS"])
+    environs = []
+    for line in bodies.read_text().splitlines():
+        _, signature, body = line.split("\t", 2)
+        environs.append(EnvironBuilder(path="/webhook/cryptobot", method="POST", data=body.encode(),
+                                       headers={"Crypto-Pay-Api-Signature": signature},
+                                       content_type="application/json").get_environ())
+    return environs
 
 
-def build(database_url: str, workdir: Path):
+def repeat_environs(app, count: int, batch: int, workdir: Path) -> list[dict]:
+    """Updates already processed: the new ones, sent once (untimed), to be sent again."""
+    environs = webhook_environs(app, count, batch, workdir)
+    for environ in environs:
+        call(app, dict(environ, **{"wsgi.input": io.BytesIO(environ["wsgi.input"].getvalue())}))
+    for environ in environs:
+        environ["wsgi.input"].seek(0)
+    return environs
+
+
+def build(database_url: str, workdir: Path, crypto_pay_url: str):
     """The bare app and the gateway on a migrated database, both logging like production but to /dev/null."""
-    env = bench_environment(database_url)
+    env = bench_environment(database_url, crypto_pay_url)
     env["PROMETHEUS_MULTIPROC_DIR"] = str(workdir / "prometheus")
     os.makedirs(env["PROMETHEUS_MULTIPROC_DIR"])
     # prometheus_client reads its switch from the process environment at import time.
@@ -108,8 +154,7 @@ def build(database_url: str, workdir: Path):
     with app.app_context():
         upgrade()
     created = app.test_client().post("/api/payment", headers={"Authorization": f"Bearer {API_TOKEN}"},
-                                     json={"amount": 100, "orderId": STATUS_ORDER, "telegramId": 700000001,
-                                           "credit": 100})
+                                     json=STATUS_ORDER_REQUEST)
     if created.status_code not in (200, 201):
         raise SystemExit(f"creating the status order answered {created.status_code}: {created.get_data()[:300]}")
     return bare, app
@@ -117,36 +162,43 @@ def build(database_url: str, workdir: Path):
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--endpoint", choices=("status", "ingest", "all"), default="all")
+    parser.add_argument("--endpoint", choices=("status", "new", "repeat", "all"), default="all")
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--sort", default="cumulative", help="pstats sort key: cumulative, tottime, ...")
     parser.add_argument("--limit", type=int, default=40, help="profile lines printed per endpoint")
+    parser.add_argument("--group", action="store_true", help="print own time per request by package instead")
     parser.add_argument("--database-url", help="PostgreSQL database named bench* (emptied); default SQLite in /tmp")
     args = parser.parse_args(argv)
     if args.database_url and "/bench" not in args.database_url:
         parser.error("--database-url must name a database starting with bench (it is emptied)")
 
+    sys.path.insert(0, str(ROOT))
+    from tests.fakes.cryptopay import FakeCryptoPay
+
     workdir = Path(tempfile.mkdtemp(prefix="gateway-profile-"))
     report, sys.stdout = sys.stdout, open(os.devnull, "w")  # the app's JSON log lines go to stdout
+    crypto_pay = FakeCryptoPay(token=CRYPTOBOT_TOKEN).start()
     try:
-        bare, app = build(args.database_url or f"sqlite:///{workdir / 'profile.db'}", workdir)
+        bare, app = build(args.database_url or f"sqlite:///{workdir / 'profile.db'}", workdir, crypto_pay.api_url)
         bare_environs = [EnvironBuilder(path="/bare").get_environ() for _ in range(args.requests)]
         timed(bare, bare_environs[:50])
         bare_wall, bare_cpu = timed(bare, bare_environs)
         report.write(f"bare Flask: {bare_wall:.0f} µs per request ({bare_cpu:.0f} µs CPU)\n")
         batch = 0
-        for endpoint in ("status", "ingest") if args.endpoint == "all" else (args.endpoint,):
+        for endpoint in ("status", "new", "repeat") if args.endpoint == "all" else (args.endpoint,):
             environs = []
-            for _ in range(2):  # one batch timed, a fresh one profiled (ingest bodies are single-use)
+            for _ in range(2):  # one batch timed, a fresh one profiled (new bodies are single-use)
                 batch += 1
                 environs.append(status_environs(args.requests) if endpoint == "status"
-                                else ingest_environs(app, args.requests, batch, workdir))
+                                else webhook_environs(app, args.requests, batch, workdir) if endpoint == "new"
+                                else repeat_environs(app, args.requests, batch, workdir))
             timed(app, status_environs(50))  # warm caches (compiled SQL, schemas)
             wall, cpu = timed(app, environs[0])
             report.write(f"\n== {endpoint}: {wall:.0f} µs per request ({cpu:.0f} µs CPU), "
                          f"{bare_wall / wall:.2f} × bare (in-process, no gunicorn/network)\n")
-            report.write(profiled(app, environs[1], args.sort, args.limit))
+            report.write(profiled(app, environs[1], args.sort, args.limit, args.group))
     finally:
+        crypto_pay.stop()
         sys.stdout.close()
         sys.stdout = report
         shutil.rmtree(workdir, ignore_errors=True)

@@ -1,16 +1,18 @@
-"""Database side of the HTTP benchmark: seed orders and signed T-Bank notifications, bulk-load history, count.
+"""Database side of the HTTP benchmark: seed orders and signed webhooks, bulk-load history, count.
 
-Run with the bench environment (DATABASE_URL, TBANK_TERMINAL_KEY, TBANK_PASSWORD, ...), as
+Run with the bench environment (DATABASE_URL, CRYPTOBOT_TOKEN, TBANK_TERMINAL_KEY, ...), as
 bench/run_wrk.py does:
 
+    python bench/seed_events.py cryptobot --prefix r1 --count 20000 --first-invoice-id 10000000 --out bodies.tsv
     python bench/seed_events.py orders --prefix r1u --count 20000 --first-payment-id 10000000 --out bodies.txt
     python bench/seed_events.py events --count 1000000
-    python bench/seed_events.py check --prefix r1u
+    python bench/seed_events.py check --prefix r1u [--paid-out paid.txt]
     python bench/seed_events.py reset            # PostgreSQL only, and only a database named bench*
 
 Rows go in through SQLAlchemy Core with the gateway's own models and column types (so amounts and
-timestamps are stored exactly as the app stores them); notifications are signed with the gateway's
-own T-Bank signer.  PostgreSQL bulk loads use COPY.
+timestamps are stored exactly as the app stores them); webhooks are signed with the gateway's own
+signers (CryptoBot: one line per order, `orderId<TAB>signature<TAB>body`, for bench/lua/cryptobot.lua;
+T-Bank: one body per line).  PostgreSQL bulk loads use COPY.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ from sqlalchemy import func, insert, select, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
 from services.db import db  # noqa: E402
-from services.models import LedgerEntry, Order, ProviderEvent  # noqa: E402
+from services.models import LedgerEntry, Order, OutboxMessage, ProviderEvent  # noqa: E402
+from services.providers.cryptobot import protocol as cryptobot  # noqa: E402
 from services.providers.sbp import protocol as tbank  # noqa: E402
 from webhook_app import create_app  # noqa: E402
 
@@ -76,6 +79,44 @@ def seed_orders(prefix: str, count: int, first_payment_id: int, out: Path, setti
                 order_id, payment_id = f"bench-{prefix}-{index}", first_payment_id + index
                 rows.append(_order_row(order_id, payment_id, "pending", now))
                 lines.append(notification(order_id, payment_id, settings))
+            connection.execute(insert(Order.__table__), rows)
+    out.write_text("\n".join(lines) + "\n")
+
+
+CRYPTO_AMOUNT = Decimal("1.5")
+CRYPTO_ASSET = "USDT"
+
+
+def cryptobot_update(order_id: str, invoice_id: int, now: datetime) -> str:
+    """An invoice_paid update as Crypto Pay sends it (compact JSON, the invoice paid in its own asset)."""
+    stamp = now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+    amount = format(CRYPTO_AMOUNT, "f")
+    invoice = {
+        "invoice_id": invoice_id, "hash": f"IV{invoice_id:010x}", "currency_type": "crypto", "asset": CRYPTO_ASSET,
+        "amount": amount, "status": "paid", "paid_asset": CRYPTO_ASSET, "paid_amount": amount,
+        "fee_asset": CRYPTO_ASSET, "fee_amount": "0.045", "paid_usd_rate": "1.00", "paid_anonymously": False,
+        "allow_comments": True, "allow_anonymous": True, "created_at": stamp, "paid_at": stamp,
+        "description": "benchmark order", "payload": order_id,
+    }
+    update = {"update_id": invoice_id, "update_type": "invoice_paid", "request_date": stamp, "payload": invoice}
+    return json.dumps(update, separators=(",", ":"))
+
+
+def seed_cryptobot(prefix: str, count: int, first_invoice_id: int, out: Path, settings) -> None:
+    """Pending CryptoBot orders bench-<prefix>-<i> (invoice ids from first_invoice_id) and their signed updates."""
+    now = datetime.now(timezone.utc)
+    lines = []
+    with db.engine.begin() as connection:
+        for start in range(0, count, CHUNK):
+            rows = []
+            for index in range(start, min(start + CHUNK, count)):
+                order_id, invoice_id = f"bench-{prefix}-{index}", first_invoice_id + index
+                row = _order_row(order_id, invoice_id, "pending", now)
+                row.update(provider="cryptobot", amount=CRYPTO_AMOUNT, currency=CRYPTO_ASSET,
+                           provider_data={"invoiceId": invoice_id})
+                rows.append(row)
+                body = cryptobot_update(order_id, invoice_id, now)
+                lines.append(f"{order_id}\t{cryptobot.signature(body.encode(), settings.cryptobot_token)}\t{body}")
             connection.execute(insert(Order.__table__), rows)
     out.write_text("\n".join(lines) + "\n")
 
@@ -140,8 +181,9 @@ def _copy(connection, table, rows: list[dict[str, Any]]) -> None:
                 copy.write_row([json.dumps(value) if isinstance(value, dict) else value for value in row.values()])
 
 
-def check(prefix: str) -> dict[str, Any]:
-    """What the ingest runs of `prefix` left behind: orders by status, events by status, ledger entries."""
+def check(prefix: str, paid_out: Path | None = None) -> dict[str, Any]:
+    """What the ingest runs of `prefix` left behind: orders and events by status, ledger entries and their sum,
+    outbox rows; with `paid_out`, the paid orderIds are written there (the bodies a repeat run may resend)."""
     like = f"bench-{prefix}-%"
     with db.engine.connect() as connection:
         orders = dict(connection.execute(
@@ -149,12 +191,20 @@ def check(prefix: str) -> dict[str, Any]:
         events = dict(connection.execute(
             select(ProviderEvent.status, func.count()).where(ProviderEvent.claimed_order_id.like(like))
             .group_by(ProviderEvent.status)).all())
-        credited = connection.execute(
-            select(func.count()).select_from(LedgerEntry).join(Order, Order.id == LedgerEntry.order_pk)
+        credited, balance = connection.execute(
+            select(func.count(), func.coalesce(func.sum(LedgerEntry.amount), 0)).select_from(LedgerEntry)
+            .join(Order, Order.id == LedgerEntry.order_pk).where(Order.order_id.like(like))).one()
+        outbox = connection.execute(
+            select(func.count()).select_from(OutboxMessage).join(Order, Order.id == OutboxMessage.order_pk)
             .where(Order.order_id.like(like))).scalar_one()
         totals = {table: connection.execute(select(func.count()).select_from(model)).scalar_one()
                   for table, model in (("orders", Order), ("provider_events", ProviderEvent))}
-    return {"orders": orders, "events": events, "ledger_entries": credited, "totals": totals}
+        if paid_out is not None:
+            paid = connection.execute(select(Order.order_id).where(Order.order_id.like(like),
+                                                                   Order.status == "paid")).scalars()
+            paid_out.write_text("".join(f"{order_id}\n" for order_id in paid))
+    return {"orders": orders, "events": events, "ledger_entries": credited, "balance": int(balance),
+            "outbox_rows": outbox, "totals": totals}
 
 
 def reset(url: str) -> None:
@@ -175,10 +225,16 @@ def main(argv: list[str] | None = None) -> None:
     orders.add_argument("--count", type=int, required=True)
     orders.add_argument("--first-payment-id", type=int, required=True)
     orders.add_argument("--out", type=Path, required=True)
+    crypto = commands.add_parser("cryptobot", help="pending CryptoBot orders plus their signed invoice_paid updates")
+    crypto.add_argument("--prefix", required=True)
+    crypto.add_argument("--count", type=int, required=True)
+    crypto.add_argument("--first-invoice-id", type=int, required=True)
+    crypto.add_argument("--out", type=Path, required=True)
     events = commands.add_parser("events", help="bulk-load paid orders and their processed events")
     events.add_argument("--count", type=int, default=1_000_000)
     counts = commands.add_parser("check", help="print what an ingest run left behind, as JSON")
     counts.add_argument("--prefix", required=True)
+    counts.add_argument("--paid-out", type=Path, help="write the paid orderIds of the prefix to this file")
     commands.add_parser("reset", help="drop and recreate the public schema (PostgreSQL bench* databases)")
     args = parser.parse_args(argv)
 
@@ -188,10 +244,12 @@ def main(argv: list[str] | None = None) -> None:
         started = time.monotonic()
         if args.command == "orders":
             seed_orders(args.prefix, args.count, args.first_payment_id, args.out, settings)
+        elif args.command == "cryptobot":
+            seed_cryptobot(args.prefix, args.count, args.first_invoice_id, args.out, settings)
         elif args.command == "events":
             seed_history(args.count, settings)
         elif args.command == "check":
-            json.dump(check(args.prefix), sys.stdout)
+            json.dump(check(args.prefix, args.paid_out), sys.stdout)
         elif args.command == "reset" and db.engine.dialect.name == "postgresql":
             reset(settings.database_url)
         if args.command != "check":

@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import bindparam, select, update
 
 from services import metrics, orders, settle
-from services.db import DATABASE_DOWN, db, insert_ignore, transaction
+from services.db import DATABASE_DOWN, db, execute_on_driver, fetch_one, insert_ignore, transaction
 from services.errors import GatewayError, SignatureInvalid
 from services.models import Order, ProviderEvent
 from services.notices import DUPLICATE, ERROR, REFUNDED, RETRYABLE, Delivery, IngestResult, Notice
@@ -73,9 +73,25 @@ def rejection_logged(what: str, provider: str, header_present: bool) -> Iterator
 
 def ingest(delivery: Delivery, notice: Notice, settings: Settings, now: datetime) -> IngestResult:
     """Store the event and apply it; a repeat is a no-op. Database errors propagate (the caller answers 503)."""
-    result = _ingest_committed(_storable_delivery(delivery), _storable(notice), settings, now)
+    notice = _storable(notice)
+    result = _already_settled(delivery.provider, notice.event_key)
+    if result is None:
+        result = _ingest_committed(_storable_delivery(delivery), notice, settings, now)
     metrics.record_webhook(delivery.provider, result.outcome)
     return result
+
+
+# A repeat is a read: the event's row looked up by its unique key before any write transaction is opened.
+_SEEN_SQL = "SELECT id, status, claimed_order_id FROM provider_events WHERE provider = ? AND event_key = ?"
+
+
+def _already_settled(provider: str, event_key: str) -> IngestResult | None:
+    """The duplicate answer for an event stored and settled before; None when it is new or failed (then the write
+    transaction decides, under its lock, exactly as without this look-up: a failed event is processed again)."""
+    row = fetch_one(_SEEN_SQL, (provider, event_key))
+    if row is None or row[1] in RETRYABLE:
+        return None
+    return IngestResult(row[0], DUPLICATE, row[2])
 
 
 def note_reconciled(result: IngestResult, provider: str, order_id: str) -> int:
@@ -131,7 +147,7 @@ def _locked_event_row(provider: str, event_key: str):
 
 def _record_outcome(event_id: int, outcome: str, order: Order | None, problem: str | None,
                     processed_at: datetime | None, retry_at: datetime | None = None) -> None:
-    db.session.connection().execute(_EVENT_OUTCOME, {
+    execute_on_driver(db.session.connection(), _EVENT_OUTCOME, {
         "event_id": event_id, "outcome": outcome, "order": order.id if order is not None else None,
         "problem": problem, "at": processed_at, "retry_at": retry_at})
     # A caller may hold the event as an ORM object (admin replay does): reload it on next access rather

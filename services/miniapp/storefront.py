@@ -9,7 +9,6 @@ from typing import Any
 from sqlalchemy import bindparam, select
 
 from services import ledger, payments, renewals
-from services import orders as orders_service
 from services.db import reading
 from services.errors import InvalidRequest, NotFound
 from services.miniapp.catalog import Catalog
@@ -20,8 +19,12 @@ from webhook_config import Settings
 RECENT_ORDERS = 20
 ORDER_SOURCE = "miniapp"
 
+# The rows OrderStatusSchema dumps (MiniAppOrderSchema), for one buyer's latest orders.
 _ORDERS_QUERY = (
-    orders_service.STATUS_ROWS
+    select(Order.order_id, Order.status, Order.amount, Order.currency, Order.provider, Order.created_at,
+           Order.paid_at, Order.expires_at, Order.telegram_id, Order.credit, Order.meta.label("meta"),
+           Order.purchase_id, Order.recurring, Order.renewal, Purchase.subscription_url)
+    .outerjoin(Purchase, Order.purchase_id == Purchase.id)
     .where(Order.telegram_id == bindparam("telegram_id"))
     .order_by(Order.created_at.desc(), Order.id.desc())
     .limit(RECENT_ORDERS)
@@ -80,7 +83,11 @@ def buyer_view(telegram_id: int, settings: Settings) -> dict[str, Any]:
     with reading() as connection:
         rows = connection.execute(_ORDERS_QUERY, {"telegram_id": telegram_id}).all()
         purchase = connection.execute(_SUBSCRIPTION_QUERY, {"telegram_id": telegram_id}).one_or_none()
-    orders = [orders_service.status_view(row) for row in rows]
+    orders = []
+    for row in rows:
+        order = row._asdict()
+        order["purchase"] = {"subscription_url": order.pop("subscription_url")}
+        orders.append(order)
     subscription = None
     if purchase is not None:
         recurring = any(purchase_id == purchase.id for _, purchase_id in renewals.renewing_orders(telegram_id))

@@ -1,4 +1,4 @@
--- POST /api/payment with a new orderId per request (run label, thread number, counter).
+-- POST /api/payment for CryptoBot (a local fake Crypto Pay answers createInvoice), a new orderId per request.
 -- args: bearer token, run label.
 local threads = 0
 
@@ -17,7 +17,7 @@ end
 function request()
    counter = counter + 1
    local body = string.format(
-      '{"amount": 100, "orderId": "pay-%s-%d-%d", "telegramId": 700000001, "credit": 100}',
-      run, thread_number, counter)
+      '{"amount": "1.5", "currency": "USDT", "provider": "cryptobot", "orderId": "pay-%s-%d-%d", ' ..
+      '"telegramId": 700000001, "credit": 100}', run, thread_number, counter)
    return wrk.format("POST", "/api/payment", nil, body)
 end
