@@ -24,7 +24,7 @@ import time
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -68,19 +68,26 @@ def _order_row(order_id: str, payment_id: int, status: str, now: datetime) -> di
     }
 
 
-def seed_orders(prefix: str, count: int, first_payment_id: int, out: Path, settings) -> None:
-    """Pending SBP orders bench-<prefix>-<i> with PaymentIds from first_payment_id, and their notifications."""
+def _seed(prefix: str, count: int, first_id: int, out: Path,
+          order_and_line: Callable[[str, int, datetime], tuple[dict[str, Any], str]]) -> None:
+    """Pending orders bench-<prefix>-<i> (provider ids from first_id) inserted in chunks, one request line each."""
     now = datetime.now(timezone.utc)
     lines = []
     with db.engine.begin() as connection:
         for start in range(0, count, CHUNK):
             rows = []
             for index in range(start, min(start + CHUNK, count)):
-                order_id, payment_id = f"bench-{prefix}-{index}", first_payment_id + index
-                rows.append(_order_row(order_id, payment_id, "pending", now))
-                lines.append(notification(order_id, payment_id, settings))
+                row, line = order_and_line(f"bench-{prefix}-{index}", first_id + index, now)
+                rows.append(row)
+                lines.append(line)
             connection.execute(insert(Order.__table__), rows)
     out.write_text("\n".join(lines) + "\n")
+
+
+def seed_orders(prefix: str, count: int, first_payment_id: int, out: Path, settings) -> None:
+    """Pending SBP orders with PaymentIds from first_payment_id, and their notifications."""
+    _seed(prefix, count, first_payment_id, out, lambda order_id, payment_id, now: (
+        _order_row(order_id, payment_id, "pending", now), notification(order_id, payment_id, settings)))
 
 
 CRYPTO_AMOUNT = Decimal("1.5")
@@ -103,22 +110,14 @@ def cryptobot_update(order_id: str, invoice_id: int, now: datetime) -> str:
 
 
 def seed_cryptobot(prefix: str, count: int, first_invoice_id: int, out: Path, settings) -> None:
-    """Pending CryptoBot orders bench-<prefix>-<i> (invoice ids from first_invoice_id) and their signed updates."""
-    now = datetime.now(timezone.utc)
-    lines = []
-    with db.engine.begin() as connection:
-        for start in range(0, count, CHUNK):
-            rows = []
-            for index in range(start, min(start + CHUNK, count)):
-                order_id, invoice_id = f"bench-{prefix}-{index}", first_invoice_id + index
-                row = _order_row(order_id, invoice_id, "pending", now)
-                row.update(provider="cryptobot", amount=CRYPTO_AMOUNT, currency=CRYPTO_ASSET,
-                           provider_data={"invoiceId": invoice_id})
-                rows.append(row)
-                body = cryptobot_update(order_id, invoice_id, now)
-                lines.append(f"{order_id}\t{cryptobot.signature(body.encode(), settings.cryptobot_token)}\t{body}")
-            connection.execute(insert(Order.__table__), rows)
-    out.write_text("\n".join(lines) + "\n")
+    """Pending CryptoBot orders (invoice ids from first_invoice_id) and their signed updates."""
+    def order_and_line(order_id: str, invoice_id: int, now: datetime) -> tuple[dict[str, Any], str]:
+        row = {**_order_row(order_id, invoice_id, "pending", now), "provider": "cryptobot", "amount": CRYPTO_AMOUNT,
+               "currency": CRYPTO_ASSET, "provider_data": {"invoiceId": invoice_id}}
+        body = cryptobot_update(order_id, invoice_id, now)
+        return row, f"{order_id}\t{cryptobot.signature(body.encode(), settings.cryptobot_token)}\t{body}"
+
+    _seed(prefix, count, first_invoice_id, out, order_and_line)
 
 
 def _history(count: int, now: datetime) -> Iterator[dict[str, Any]]:
