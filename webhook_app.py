@@ -20,7 +20,8 @@ from blueprints.input_guard import register_input_guard
 from blueprints.requests_log import register_request_hooks
 from blueprints.security_headers import register_security_headers
 from commands import register_commands
-from services.db import configure_engine, db, engine_options, migrate
+from services.db import db, migrate
+from services.db_engine import configure_engine, engine_options
 from services.logs import configure_logging
 from webhook_config import default_database_url, load_settings, read_environment
 

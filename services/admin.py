@@ -59,7 +59,7 @@ def replay_order(order_id: str, actor: str, settings: Settings, now: datetime) -
     for event in failed:
         result.events.append({"eventId": event.id, "outcome": events.reprocess(event, settings, now)})
     with transaction():
-        order = orders.find_order(order_id, lock=True)
+        order = orders.lock_order(order_id)
         before = _outbox_count(order)
         _refulfil(order, settings, now)
         result.queued = _outbox_count(order) - before
@@ -68,11 +68,11 @@ def replay_order(order_id: str, actor: str, settings: Settings, now: datetime) -
     return result
 
 
-def _of_order(order: Order):
+def _of_order(order: Order | orders.OrderRow):
     return or_(ProviderEvent.order_pk == order.id, ProviderEvent.claimed_order_id == order.order_id)
 
 
-def _refulfil(order: Order, settings: Settings, now: datetime) -> None:
+def _refulfil(order: orders.OrderRow, settings: Settings, now: datetime) -> None:
     orders.announce(order, settings, now)
     if order.status == orders.PAID:
         settle.grant(order, None, settings, now)
@@ -82,7 +82,7 @@ def _refulfil(order: Order, settings: Settings, now: datetime) -> None:
         settle.reverse(order, None, settings, now)
 
 
-def _outbox_count(order: Order) -> int:
+def _outbox_count(order: orders.OrderRow) -> int:
     return db.session.execute(select(func.count()).where(OutboxMessage.order_pk == order.id)).scalar_one()
 
 
@@ -106,7 +106,7 @@ def assign_event(event_id: int, order_id: str, force: bool, actor: str, settings
         event = db.session.get(ProviderEvent, event_id, with_for_update=True, populate_existing=True)
         if event is None:
             raise NotFound(f"No provider event with id {event_id}.")
-        order = orders.find_order(order_id, lock=True)
+        order = orders.lock_order(order_id)
         if order is None:
             raise NotFound(f"No order with orderId {order_id!r}.")
         if event.status == ASSIGNED:
@@ -126,7 +126,7 @@ def assign_event(event_id: int, order_id: str, force: bool, actor: str, settings
         return AssignResult(event.id, order.order_id, "assigned", order.status, problem)
 
 
-def _assignment_problem(event: ProviderEvent, order: Order, settings: Settings) -> str | None:
+def _assignment_problem(event: ProviderEvent, order: orders.OrderRow, settings: Settings) -> str | None:
     if event.status not in ASSIGNABLE:
         raise ActionConflict(f"Event {event.id} is {event.status}; only unmatched, mismatched or conflicting "
                              "payments can be assigned.")

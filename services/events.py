@@ -20,9 +20,10 @@ from typing import Any
 from sqlalchemy import bindparam, select, update
 
 from services import metrics, orders, settle
-from services.db import DATABASE_DOWN, db, execute_on_driver, fetch_one, insert_ignore, transaction
+from services.db import DATABASE_DOWN, db, transaction
+from services.driver import execute_on_driver, fetch_one, insert_ignore, session_connection
 from services.errors import GatewayError, SignatureInvalid
-from services.models import Order, ProviderEvent
+from services.models import ProviderEvent
 from services.notices import DUPLICATE, ERROR, REFUNDED, RETRYABLE, Delivery, IngestResult, Notice
 from services.providers import registry
 from webhook_config import Settings
@@ -55,9 +56,6 @@ _EVENT_OUTCOME = (update(ProviderEvent.__table__).where(ProviderEvent.__table__.
                           processed_at=bindparam("at", type_=ProviderEvent.__table__.c.processed_at.type),
                           next_attempt_at=bindparam("retry_at", type_=ProviderEvent.__table__.c.next_attempt_at.type),
                           processing_attempts=ProviderEvent.__table__.c.processing_attempts + 1))
-_ORDER_BY_PROVIDER_REF = (select(Order).where(Order.provider == bindparam("provider"),
-                                              Order.provider_ref == bindparam("provider_ref"))
-                          .with_for_update().execution_options(populate_existing=True))
 
 
 @contextmanager
@@ -107,7 +105,7 @@ def note_reconciled(result: IngestResult, provider: str, order_id: str) -> int:
 def _ingest_committed(delivery: Delivery, notice: Notice, settings: Settings, now: datetime) -> IngestResult:
     try:
         with transaction():
-            return _ingest_once(delivery, notice, settings, now)
+            result = _ingest_once(delivery, notice, settings, now)
     except DATABASE_DOWN:
         raise
     except Exception as exc:
@@ -117,6 +115,11 @@ def _ingest_committed(delivery: Delivery, notice: Notice, settings: Settings, no
                          extra={"event_key": notice.event_key, "order_id": notice.order_id})
         error = _clean(f"{type(exc).__name__}: {exc}")[:MAX_ERROR_LENGTH]
         return IngestResult(_store_failed(delivery, notice, error, settings, now), ERROR, notice.order_id)
+    # Logged once committed: the SQLite writer lock is held until then.
+    if not result.duplicate:
+        logger.info("%s event %s: %s", delivery.provider, notice.event_type, result.outcome,
+                    extra={"order_id": notice.order_id, "event_id": result.event_id})
+    return result
 
 
 def _ingest_once(delivery: Delivery, notice: Notice, settings: Settings, now: datetime) -> IngestResult:
@@ -130,8 +133,6 @@ def _ingest_once(delivery: Delivery, notice: Notice, settings: Settings, now: da
     settlement = settle.apply(event.id, delivery.provider, notice, order, settings, now)
     _record_outcome(event.id, settlement.outcome, order, settlement.problem and _clean(settlement.problem),
                     processed_at=now)
-    logger.info("%s event %s: %s", delivery.provider, notice.event_type, settlement.outcome,
-                extra={"order_id": notice.order_id, "event_id": event.id})
     return IngestResult(event.id, settlement.outcome, order.order_id if order is not None else notice.order_id)
 
 
@@ -142,12 +143,12 @@ def _claim_event(delivery: Delivery, notice: Notice, now: datetime) -> _StoredEv
 
 
 def _locked_event_row(provider: str, event_key: str):
-    return db.session.connection().execute(_EVENT_ROW, {"provider": provider, "event_key": event_key}).one()
+    return session_connection().execute(_EVENT_ROW, {"provider": provider, "event_key": event_key}).one()
 
 
-def _record_outcome(event_id: int, outcome: str, order: Order | None, problem: str | None,
+def _record_outcome(event_id: int, outcome: str, order: orders.OrderRow | None, problem: str | None,
                     processed_at: datetime | None, retry_at: datetime | None = None) -> None:
-    execute_on_driver(db.session.connection(), _EVENT_OUTCOME, {
+    execute_on_driver(session_connection(), _EVENT_OUTCOME, {
         "event_id": event_id, "outcome": outcome, "order": order.id if order is not None else None,
         "problem": problem, "at": processed_at, "retry_at": retry_at})
     # A caller may hold the event as an ORM object (admin replay does): reload it on next access rather
@@ -205,7 +206,7 @@ def _event_values(delivery: Delivery, notice: Notice, now: datetime) -> dict[str
     }
 
 
-def _find_order(provider: str, notice: Notice) -> Order | None:
+def _find_order(provider: str, notice: Notice) -> orders.OrderRow | None:
     """The order by the provider's own payment id when it is ours, else by the orderId the event names.
 
     A refund goes to the order its payment settled, however that payment was matched (support may have
@@ -214,13 +215,12 @@ def _find_order(provider: str, notice: Notice) -> Order | None:
     if notice.action == REFUNDED and notice.provider_payment_id:
         paid = settle.orders_paid_by(provider, notice.provider_payment_id)
         if paid:
-            return orders.find_order(paid[0], lock=True)
+            return orders.lock_order(paid[0])
     if notice.provider_ref:
-        order = db.session.execute(_ORDER_BY_PROVIDER_REF,
-                                   {"provider": provider, "provider_ref": notice.provider_ref}).scalar_one_or_none()
+        order = orders.lock_order_by_ref(provider, notice.provider_ref)
         if order is not None:
             return order
-    return orders.find_order(notice.order_id, lock=True) if notice.order_id else None
+    return orders.lock_order(notice.order_id) if notice.order_id else None
 
 
 def _clean(text: str) -> str:

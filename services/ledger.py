@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import bindparam, func, select
 
-from services.db import insert_ignore, reading
-from services.models import LedgerEntry, Order
+from services.db import reading
+from services.driver import insert_ignore
+from services.models import LedgerEntry
+
+if TYPE_CHECKING:
+    from services.orders import OrderRow
 
 
-def post(order: Order, amount: int, reason: str, unit: str, now: datetime) -> bool:
+def post(order: OrderRow, amount: int, reason: str, unit: str, now: datetime) -> bool:
     """Add one entry for this order and reason; False if it was already posted."""
     return insert_ignore(LedgerEntry, {
         "telegram_id": order.telegram_id,

@@ -15,7 +15,8 @@ from sqlalchemy import Integer, String, delete, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from services import audit
-from services.db import UTCDateTime, db, insert_ignore, transaction
+from services.db import UTCDateTime, db, transaction
+from services.driver import insert_ignore
 from webhook_config import Settings
 
 logger = logging.getLogger(__name__)

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from services.models import Order
+from typing import TYPE_CHECKING
+
 from services.money import normalized
 
+if TYPE_CHECKING:
+    from services.orders import OrderRow
 
-def _amount(order: Order) -> str:
+
+def _amount(order: OrderRow) -> str:
     return f"{normalized(order.amount)} {order.currency}"
 
 
-def _granted(order: Order, credit_unit: str) -> str:
+def _granted(order: OrderRow, credit_unit: str) -> str:
     parts = []
     if order.credit:
         parts.append(f"{order.credit} {credit_unit} added to your balance")
@@ -19,11 +23,11 @@ def _granted(order: Order, credit_unit: str) -> str:
     return ("\n" + "; ".join(parts) + ".") if parts else ""
 
 
-def paid_text(order: Order, credit_unit: str) -> str:
+def paid_text(order: OrderRow, credit_unit: str) -> str:
     return f"✅ Payment received: {_amount(order)} for order {order.order_id}.{_granted(order, credit_unit)}"
 
 
-def refunded_text(order: Order, credit_unit: str) -> str:
+def refunded_text(order: OrderRow, credit_unit: str) -> str:
     taken_back = f"\n{order.credit} {credit_unit} deducted from your balance." if order.credit else ""
     return f"↩️ Order {order.order_id} was refunded: {_amount(order)}.{taken_back}"
 
@@ -37,11 +41,11 @@ def subscription_ready_text(plan: str, url: str) -> str:
     return f"🔑 Your subscription “{plan}” is active. Import this link in your VPN app:\n{url}"
 
 
-def renewed_text(order: Order, credit_unit: str) -> str:
+def renewed_text(order: OrderRow, credit_unit: str) -> str:
     return f"🔄 Subscription renewed: {_amount(order)} for order {order.order_id}.{_granted(order, credit_unit)}"
 
 
-def renewal_refunded_text(order: Order, credit_unit: str) -> str:
+def renewal_refunded_text(order: OrderRow, credit_unit: str) -> str:
     taken_back = [f"{order.credit} {credit_unit} deducted from your balance"] if order.credit else []
     if order.subscription_plan:
         taken_back.append(f"subscription “{order.subscription_plan}” shortened by {order.subscription_days} days")
@@ -49,7 +53,7 @@ def renewal_refunded_text(order: Order, credit_unit: str) -> str:
     return f"↩️ A renewal of order {order.order_id} was refunded: {_amount(order)}.{details}"
 
 
-def renewal_cancelled_text(order: Order) -> str:
+def renewal_cancelled_text(order: OrderRow) -> str:
     return (f"⏹ The subscription of order {order.order_id} will not renew; what you paid for runs to its end.")
 
 

@@ -3,7 +3,9 @@ orders a worker looks at (overdue for reconciliation, past their deadline for ex
 
 from __future__ import annotations
 
+import functools
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
@@ -12,12 +14,12 @@ import simplejson
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import joinedload
-from sqlalchemy.orm.attributes import set_committed_value
 
 from services import notifications, outbox
-from services.db import db, execute_on_driver, fetch_one, transaction
+from services.db import db, transaction
+from services.driver import execute_on_driver, fetch_one, fetch_row, session_connection
 from services.errors import NotFound
-from services.models import Order
+from services.models import Order, Purchase
 from services.money import normalized
 from webhook_config import Settings
 
@@ -42,10 +44,7 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 
 
 _ORDERS = Order.__table__
-_STATUS_CHANGE = (update(_ORDERS).where(_ORDERS.c.id == bindparam("order_pk"))
-                  .values(status=bindparam("new_status"),
-                          updated_at=bindparam("new_updated_at", type_=_ORDERS.c.updated_at.type),
-                          paid_at=bindparam("new_paid_at", type_=_ORDERS.c.paid_at.type)))
+_PURCHASES = Purchase.__table__
 
 
 def can_transition(current: str, new: str) -> bool:
@@ -123,13 +122,94 @@ def status_view(order_id: str, status: str, amount: Decimal, currency: str, prov
     return view
 
 
-def order_view(order: Order) -> dict[str, Any]:
-    """status_view of a loaded order (its purchase is loaded only when it has one)."""
-    purchase = order.purchase if order.purchase_id is not None else None
+def order_view(order: OrderRow) -> dict[str, Any]:
+    """status_view of a locked order."""
     return status_view(order.order_id, order.status, order.amount, order.currency, order.provider, order.created_at,
                        order.paid_at, order.expires_at, order.telegram_id, order.credit, order.meta,
-                       order.purchase_id, purchase.subscription_url if purchase is not None else None,
-                       order.recurring, order.renewal)
+                       order.purchase_id, order.subscription_url, order.recurring, order.renewal)
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRow:
+    """An order as the settle path holds it: read by one statement on the driver's cursor under the row's lock,
+    with its purchase's link, and no ORM session (whose load and flush cost more than the webhook's statements).
+    Frozen: every change goes through `save`, which writes the row and then this copy of it."""
+
+    id: int
+    order_id: str
+    provider: str
+    status: str
+    amount: Decimal
+    currency: str
+    description: str | None
+    telegram_id: int | None
+    buyer_email: str | None
+    credit: int | None
+    subscription_plan: str | None
+    subscription_days: int | None
+    meta: dict[str, Any]
+    provider_ref: str | None
+    provider_data: dict[str, Any]
+    create_lease_until: datetime | None
+    purchase_id: int | None
+    recurring: bool
+    renewal: dict[str, Any] | None
+    created_at: datetime
+    updated_at: datetime
+    expires_at: datetime
+    paid_at: datetime | None
+    subscription_url: str | None
+
+
+# The row's columns in OrderRow's order, selected under their attribute names (the metadata column is `meta`).
+_ROW_COLUMNS = [prop.columns[0].label(prop.key) for prop in Order.__mapper__.column_attrs]
+_ROW = (select(*_ROW_COLUMNS, _PURCHASES.c.subscription_url)
+        .select_from(_ORDERS.outerjoin(_PURCHASES, _PURCHASES.c.id == _ORDERS.c.purchase_id)))
+# PostgreSQL: the order's row is locked, not its purchase's (the nullable side of the join cannot be).
+_LOCKED_ROW_BY_ORDER_ID = _ROW.where(_ORDERS.c.order_id == bindparam("order_id")).with_for_update(of=_ORDERS)
+_LOCKED_ROW_BY_REF = (_ROW.where(_ORDERS.c.provider == bindparam("provider"),
+                                 _ORDERS.c.provider_ref == bindparam("provider_ref")).with_for_update(of=_ORDERS))
+
+
+def lock_order(order_id: str) -> OrderRow | None:
+    """The order with this orderId, its row locked for the rest of the transaction (PostgreSQL; SQLite's writer
+    holds the whole database)."""
+    values = fetch_row(session_connection(), _LOCKED_ROW_BY_ORDER_ID, {"order_id": order_id})
+    return None if values is None else OrderRow(**values)
+
+
+def lock_order_by_ref(provider: str, provider_ref: str) -> OrderRow | None:
+    """The order this provider's payment id was created for, locked like `lock_order`."""
+    values = fetch_row(session_connection(), _LOCKED_ROW_BY_REF, {"provider": provider, "provider_ref": provider_ref})
+    return None if values is None else OrderRow(**values)
+
+
+def save(order: OrderRow, now: datetime, **changes: Any) -> None:
+    """Write these columns of the order's row (and updated_at), then the same values into `order`."""
+    changes["updated_at"] = now
+    parameters = {"order_pk": order.id, **{f"new_{name}": value for name, value in changes.items()}}
+    if execute_on_driver(session_connection(), _update_statement(tuple(changes)), parameters).rowcount != 1:
+        raise RuntimeError(f"order {order.order_id!r} is not stored")
+    for name, value in changes.items():
+        object.__setattr__(order, name, value)
+    # The session may also hold the order as an ORM object (read earlier in this request): reload it on its
+    # next access rather than let it show the row as it was before this write.
+    loaded = db.session.identity_map.get(db.session.identity_key(Order, order.id))
+    if loaded is not None:
+        db.session.expire(loaded)
+
+
+@functools.lru_cache(maxsize=32)
+def _update_statement(names: tuple[str, ...]):
+    columns = {name: Order.__mapper__.column_attrs[name].columns[0] for name in names}
+    return (update(_ORDERS).where(_ORDERS.c.id == bindparam("order_pk"))
+            .values({column.name: bindparam(f"new_{name}", type_=column.type) for name, column in columns.items()}))
+
+
+def attach_purchase(order: OrderRow, purchase: Purchase, now: datetime) -> None:
+    """Record the purchase the order activated or extended (its link is shown with the order)."""
+    save(order, now, purchase_id=purchase.id)
+    object.__setattr__(order, "subscription_url", purchase.subscription_url)
 
 
 def get_order(order_id: str) -> Order:
@@ -139,7 +219,8 @@ def get_order(order_id: str) -> Order:
     return order
 
 
-def change_status(order: Order, new_status: str, settings: Settings, now: datetime, *, announced: bool = True) -> bool:
+def change_status(order: OrderRow, new_status: str, settings: Settings, now: datetime, *,
+                  announced: bool = True) -> bool:
     """Move the order to new_status if the state machine allows it, and queue the announcements.
 
     `announced=False` leaves announcing to the caller, who first adds what the announcement must show
@@ -147,20 +228,13 @@ def change_status(order: Order, new_status: str, settings: Settings, now: dateti
     """
     if not can_transition(order.status, new_status):
         return False
-    changes = {"status": new_status, "updated_at": now, "paid_at": now if new_status == PAID else order.paid_at}
-    # A Core UPDATE, then the loaded object told what the row now holds: a unit-of-work flush
-    # of these three columns was one of the largest costs of a webhook (bench/README.md).
-    parameters = {"order_pk": order.id, **{f"new_{key}": value for key, value in changes.items()}}
-    if execute_on_driver(db.session.connection(), _STATUS_CHANGE, parameters).rowcount != 1:
-        raise RuntimeError(f"order {order.order_id!r} is not stored yet; flush it before changing its status")
-    for key, value in changes.items():
-        set_committed_value(order, key, value)
+    save(order, now, status=new_status, paid_at=now if new_status == PAID else order.paid_at)
     if announced:
         announce(order, settings, now)
     return True
 
 
-def announce(order: Order, settings: Settings, now: datetime) -> None:
+def announce(order: OrderRow, settings: Settings, now: datetime) -> None:
     """Queue the merchant event and the buyer's message for the order's current status."""
     status = order.status
     if settings.merchant_webhook_url:
@@ -172,7 +246,7 @@ def announce(order: Order, settings: Settings, now: datetime) -> None:
                                      f"{outbox.buyer_channel()}:{order.order_id}:{status}", settings, now, order)
 
 
-def announce_renewal(order: Order, renewal_event: int | None, settings: Settings, now: datetime) -> None:
+def announce_renewal(order: OrderRow, renewal_event: int | None, settings: Settings, now: datetime) -> None:
     """Queue order.renewed for the merchant and the buyer's message, once per renewal charge."""
     if settings.merchant_webhook_url:
         event = {"type": "order.renewed", "timestamp": int(now.timestamp()), "data": order_view(order)}
@@ -185,7 +259,7 @@ def announce_renewal(order: Order, renewal_event: int | None, settings: Settings
                                      settings, now, order)
 
 
-def announce_renewal_refund(order: Order, renewal_event: int, settings: Settings, now: datetime) -> None:
+def announce_renewal_refund(order: OrderRow, renewal_event: int, settings: Settings, now: datetime) -> None:
     """Tell the buyer one renewal was refunded; the order stays paid, so no status event goes to the merchant."""
     if order.telegram_id:
         outbox.enqueue_buyer_message(order.telegram_id,
@@ -219,7 +293,7 @@ def expire_orders(provider: str, settings: Settings, now: datetime) -> int:
     expired = 0
     for order_id in due:
         with transaction():
-            order = find_order(order_id, lock=True)
+            order = lock_order(order_id)
             # Re-checked under the lock: a payment may have landed since the list was read.
             changed = (order is not None and order.status == PENDING and order.expires_at <= now
                        and change_status(order, EXPIRED, settings, now))

@@ -10,15 +10,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import or_, select, update
 
-from services.db import db, insert_ignore, transaction
+from services.db import db, transaction
+from services.driver import insert_ignore
 from services.errors import GatewayError
 from services.models import Order, OutboxMessage
 from services.providers import registry
 from webhook_config import Settings
+
+if TYPE_CHECKING:
+    from services.orders import OrderRow
 
 # Channels of the core; each provider's own channel is named after the provider.
 MERCHANT = "merchant"
@@ -29,7 +33,7 @@ PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
 
 
 def enqueue(channel: str, kind: str, dedupe_key: str, payload: dict[str, Any], now: datetime,
-            order: Order | None = None) -> int | None:
+            order: Order | OrderRow | None = None) -> int | None:
     """Queue one message; the dedupe key makes a repeat of the same cause a no-op (None)."""
     return insert_ignore(OutboxMessage, {
         "channel": channel,
@@ -50,7 +54,7 @@ def buyer_channel() -> str:
 
 
 def enqueue_buyer_message(chat_id: int, text: str, kind: str, dedupe_key: str, settings: Settings, now: datetime,
-                          order: Order | None = None) -> int | None:
+                          order: Order | OrderRow | None = None) -> int | None:
     """Queue a message to the buyer, unless no notifier is configured."""
     notifier = registry.notifier()
     if not notifier.enabled(settings):
@@ -58,7 +62,7 @@ def enqueue_buyer_message(chat_id: int, text: str, kind: str, dedupe_key: str, s
     return enqueue(notifier.channel, kind, dedupe_key, {"chat_id": chat_id, "text": text}, now, order)
 
 
-def enqueue_panel_sync(order: Order, purchase_id: int, cause: str, settings: Settings, now: datetime, *,
+def enqueue_panel_sync(order: OrderRow, purchase_id: int, cause: str, settings: Settings, now: datetime, *,
                        notify: bool) -> int | None:
     """Queue the panel call that brings the purchase's panel user in step with its expiry (when a panel is set)."""
     if not settings.panel_type:

@@ -10,7 +10,8 @@ from typing import Any, Callable
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from services.db import db, insert_ignore, transaction
+from services.db import db, transaction
+from services.driver import insert_ignore
 from services.errors import InvalidRequest, OrderConflict, ProviderRejected, ProviderUnavailable
 from services.models import Order
 from services.money import check_amount

@@ -35,7 +35,7 @@ def cancel(order_id: str, actor: str, settings: Settings, now: datetime,
            buyer: int | None = None) -> Cancellation:
     """Stop the order's renewals; idempotent. `buyer` limits it to that buyer's own orders (the Mini App)."""
     with transaction():
-        order = orders.find_order(order_id, lock=True)
+        order = orders.lock_order(order_id)
         if order is None or (buyer is not None and order.telegram_id != buyer):
             raise NotFound(f"No order with orderId {order_id!r}.")
         renewal = dict(order.renewal or {})
@@ -48,7 +48,7 @@ def cancel(order_id: str, actor: str, settings: Settings, now: datetime,
         registry.plugin(provider).cancel_renewal(settings, renewal)
     except ProviderUnavailable:
         with transaction():
-            order = orders.find_order(order_id, lock=True)
+            order = orders.lock_order(order_id)
             outbox.enqueue(provider, CANCEL_KIND, f"{provider}:{order_id}:{CANCEL_KIND}", {"orderId": order_id},
                            now, order)
             audit.record(actor, "order.cancel_renewal", f"order:{order_id}", now, outcome="queued")
@@ -61,10 +61,10 @@ def cancel(order_id: str, actor: str, settings: Settings, now: datetime,
 
 def mark_cancelled(order_id: str, settings: Settings, now: datetime) -> None:
     """Record that the provider stopped the renewals, and tell the buyer (in the caller's transaction)."""
-    order = orders.find_order(order_id, lock=True)
+    order = orders.lock_order(order_id)
     if (order.renewal or {}).get("cancelledAt"):
         return
-    order.renewal = {**(order.renewal or {}), "cancelledAt": now.isoformat()}
+    orders.save(order, now, renewal={**(order.renewal or {}), "cancelledAt": now.isoformat()})
     if order.telegram_id:
         outbox.enqueue_buyer_message(order.telegram_id, notifications.renewal_cancelled_text(order),
                                      "notify.renewal_cancelled",

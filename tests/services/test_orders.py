@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+import threading
 
 import pytest
+from sqlalchemy.exc import OperationalError
 
+from services import orders
 from services.db import db, transaction
-from services.models import ProviderEvent
+from services.models import Order, ProviderEvent
 from tests.conftest import AUTH
 from tests.fakes import FakeMerchant
 from tests.helpers import status
@@ -44,3 +48,32 @@ def test_expiry_emits_order_expired_to_the_merchant(make_app, lenient_merchant):
     [event] = lenient_merchant.events()
     assert event["type"] == "order.expired" and event["data"]["orderId"] == "e-1"
     assert event["data"]["status"] == "expired"
+
+
+def test_a_locked_order_row_holds_every_column_of_the_order_and_its_link():
+    assert ([field.name for field in dataclasses.fields(orders.OrderRow)]
+            == [prop.key for prop in Order.__mapper__.column_attrs] + ["subscription_url"])
+
+
+def test_a_locked_order_keeps_another_locker_waiting_until_its_transaction_ends(make_app):
+    """Two events for one order (a payment and its refund, a payment and the expiry) decide one after the other."""
+    app = make_app(DATABASE_LOCK_TIMEOUT_SECONDS="0.2")
+    app.test_client().post("/api/payment", json={"amount": 100, "orderId": "l-1"}, headers=AUTH)
+    seen = {}
+
+    def another_worker():
+        with app.app_context():
+            try:
+                with transaction():
+                    seen["order"] = orders.lock_order("l-1")
+            except OperationalError as exc:
+                seen["waited out"] = exc
+
+    with app.app_context(), transaction():
+        assert orders.lock_order("l-1").status == "pending"
+        thread = threading.Thread(target=another_worker)
+        thread.start()
+        thread.join(timeout=30)
+    assert "order" not in seen and "waited out" in seen
+    another_worker()
+    assert seen["order"].order_id == "l-1"

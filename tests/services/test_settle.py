@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from datetime import timedelta
 from decimal import Decimal
 from unittest import mock
@@ -10,7 +12,7 @@ import pytest
 
 from services import events, notices, orders
 from services.db import db, transaction
-from services.models import Fulfilment, LedgerEntry, Order, OutboxMessage, ProviderEvent, Purchase
+from services.models import Fulfilment, LedgerEntry, OutboxMessage, ProviderEvent, Purchase
 from services.orders import find_order
 from tests.helpers import create
 
@@ -94,7 +96,7 @@ def test_state_change_that_rolls_back_leaves_no_outbox_row(make_app, client, clo
     with app.app_context():
         create(app.test_client())
         with pytest.raises(RuntimeError), transaction():
-            order = find_order("order-1", lock=True)
+            order = orders.lock_order("order-1")
             assert orders.change_status(order, orders.PAID, app.config["SETTINGS"], clock.now)
             assert count(OutboxMessage) == 1
             raise RuntimeError("caller failed after the change")
@@ -110,23 +112,33 @@ def test_refund_of_unpaid_order_is_a_conflict(ctx, client, clock):
     assert count(LedgerEntry) == 0
 
 
-def test_status_change_updates_the_row_and_the_loaded_order_alike(ctx, client, clock):
+def test_status_change_updates_the_row_the_locked_order_and_an_orm_copy_alike(ctx, client, clock):
     create(client, telegramId=1, credit=10)
     with transaction():
-        order = find_order("order-1", lock=True)
+        held = find_order("order-1")  # e.g. read earlier in the same request through the ORM
+        order = orders.lock_order("order-1")
         assert orders.change_status(order, orders.PAID, ctx.config["SETTINGS"], clock.now)
-        assert (order.status, order.paid_at) == ("paid", clock.now)
-        assert not db.session.dirty  # nothing left for a flush to write over the row
+        assert (order.status, order.paid_at, order.updated_at) == ("paid", clock.now, clock.now)
+        assert (held.status, held.paid_at) == ("paid", clock.now)
     db.session.expunge_all()
     stored = find_order("order-1")
     assert (stored.status, stored.paid_at, stored.updated_at) == ("paid", clock.now, clock.now)
 
 
-def test_status_change_of_an_order_not_yet_stored_is_refused(ctx, clock):
-    order = Order(order_id="never-flushed", provider="sbp", status="pending", amount=Decimal("1"),
-                         currency="RUB", expires_at=clock.now + timedelta(hours=1))
-    db.session.add(order)
-    with pytest.raises(RuntimeError, match="not stored yet"):
+def test_a_locked_order_changes_only_through_save(ctx, client, clock):
+    create(client, telegramId=1, credit=10)
+    with transaction():
+        order = orders.lock_order("order-1")
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            order.status = "paid"
+    assert find_order("order-1").status == "pending"
+
+
+def test_status_change_of_an_order_not_stored_is_refused(ctx, client, clock):
+    create(client, telegramId=1, credit=10)
+    with transaction():
+        order = dataclasses.replace(orders.lock_order("order-1"), id=10**6)
+    with pytest.raises(RuntimeError, match="not stored"):
         orders.change_status(order, orders.PAID, ctx.config["SETTINGS"], clock.now)
     db.session.rollback()
     assert count(OutboxMessage) == 0

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from services.db import SQLITE_MMAP_BYTES, db
+from services.db import db
+from services.db_engine import SQLITE_MMAP_BYTES
 
 
 def test_sqlite_connections_use_wal_foreign_keys_and_a_memory_map(app):

@@ -1,0 +1,191 @@
+"""Statements on the driver's own cursor, for the hot paths (a webhook's writes, the status and dedupe reads).
+
+SQLAlchemy's execution path (execution context, parameter and result processing, events) cost about twice the
+statement itself (docs/performance.md); these helpers compile a Core statement once per dialect and run it on the
+DBAPI cursor, with the columns' own type conversions and SQLAlchemy's exception types.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from psycopg.pq import TransactionStatus
+from sqlalchemy import Connection, Table, bindparam
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
+
+from services.db import Base, db
+
+# Where session_connection keeps the connection of the session's current transaction.
+_CONNECTION = "gateway_connection"
+
+
+def session_connection() -> Connection:
+    """The connection of the ORM session's transaction (begun if need be), as db.session.connection() gives it.
+
+    Looked up once per transaction: the session's own look-up walks its transaction state machine on every call,
+    and a webhook asks for the connection once per statement.
+    """
+    session = db.session()
+    transaction = session.get_transaction()
+    cached = session.info.get(_CONNECTION)
+    if transaction is not None and cached is not None and cached[0] is transaction:
+        return cached[1]
+    connection = session.connection()
+    session.info[_CONNECTION] = (session.get_transaction(), connection)
+    return connection
+
+
+def insert_ignore(model: type[Base], values: dict[str, Any], conflict_columns: list[str]):
+    """INSERT … ON CONFLICT DO NOTHING RETURNING id: the new id, or None when the row already existed."""
+    columns = model.__mapper__.columns
+    parameters = {columns[name].key: value for name, value in values.items()}
+    dialect = db.engine.dialect
+    compiled = _driver_statement(_insert_ignore_statement(model.__table__, tuple(conflict_columns),
+                                                          tuple(sorted(parameters)), dialect.name), dialect)
+    # Converted (JSON encoded …) before the connection is asked for: a transaction's first statement begins it,
+    # which on SQLite takes the writer lock, and a webhook's first row carries its headers, body and details.
+    prepared = compiled.parameters(parameters)
+    row = _run(session_connection(), compiled, prepared).fetchone()
+    return None if row is None else row[0]
+
+
+@functools.lru_cache(maxsize=256)
+def _insert_ignore_statement(table: Table, conflict_columns: tuple[str, ...], keys: tuple[str, ...], dialect: str):
+    # Built once per shape with bound parameters: rebuilding the statement per call was a third of a webhook's CPU.
+    module = postgresql if dialect == "postgresql" else sqlite
+    return (module.insert(table).values({key: bindparam(key, type_=table.c[key].type) for key in keys})
+            .on_conflict_do_nothing(index_elements=list(conflict_columns))
+            .returning(table.c.id))
+
+
+class _DriverStatement:
+    """A Core statement compiled once for a dialect: its SQL text, parameter order and bind processors."""
+
+    def __init__(self, statement, dialect):
+        compiled = statement.compile(dialect=dialect)
+        self.sql = compiled.string
+        self.positional = dialect.positional
+        self.names = list(compiled.positiontup) if self.positional else list(compiled.binds)
+        # The types of the compiled binds: a bindparam given without a type has taken its column's.
+        self.processors = {name: bind.type.dialect_impl(dialect).bind_processor(dialect)
+                           for name, bind in compiled.binds.items()}
+        # Values fixed in the statement itself (e.g. the 1 of `attempts + 1`).
+        self.fixed = {name: bind.value for name, bind in compiled.binds.items() if bind.value is not None}
+        self.dialect = dialect
+        self.selected = list(getattr(statement, "selected_columns", ()))
+        self._results: list[tuple[str, Any]] | None = None
+
+    def results(self, description) -> list[tuple[str, Any]]:
+        """A SELECT's columns, each with its type's conversion of what the driver gives (None: taken as it is);
+        built on the first run, from the types the driver reported (psycopg's type OIDs)."""
+        if self._results is None:
+            self._results = [(column.key, column.type.dialect_impl(self.dialect).result_processor(self.dialect, code))
+                             for column, (_name, code, *_rest) in zip(self.selected, description)]
+        return self._results
+
+    def parameters(self, given: dict[str, Any]):
+        processors, fixed = self.processors, self.fixed
+        values = {}
+        for name in self.names:
+            if name in given:
+                value = given[name]
+            elif name in fixed:
+                value = fixed[name]
+            else:
+                # A column default or onupdate SQLAlchemy would compute at execution: not done on the driver.
+                raise KeyError(f"no value given for {name!r} of: {self.sql}")
+            processor = processors[name]
+            values[name] = value if processor is None or value is None else processor(value)
+        return [values[name] for name in self.names] if self.positional else values
+
+
+@functools.lru_cache(maxsize=512)
+def _driver_statement(statement, dialect) -> _DriverStatement:
+    return _DriverStatement(statement, dialect)
+
+
+def execute_on_driver(connection: Connection, statement, parameters: dict[str, Any]):
+    """Run a prebuilt Core statement on the DBAPI cursor of `connection` (in its transaction); the cursor.
+
+    The ingest path's statements go this way: SQLAlchemy's execution path (execution context, parameter and
+    result processing, events) cost about twice the statement itself, and a webhook runs eight of them.
+    Parameters are converted by the columns' own types (JSON, Money, UTC datetimes), so rows are stored
+    exactly as through SQLAlchemy; driver errors are raised as SQLAlchemy's (IntegrityError, OperationalError …).
+    """
+    compiled = _driver_statement(statement, connection.dialect)
+    return _run(connection, compiled, compiled.parameters(parameters))
+
+
+def _run(connection: Connection, compiled: _DriverStatement, values):
+    dialect = connection.dialect
+    driver = connection.connection.driver_connection
+    try:
+        cursor = driver.cursor()
+        cursor.execute(compiled.sql, values)
+        return cursor
+    except dialect.loaded_dbapi.Error as exc:
+        invalidated = dialect.is_disconnect(exc, driver, None)
+        if invalidated:
+            connection.invalidate(exc)
+        raise DBAPIError.instance(compiled.sql, values, exc, dialect.loaded_dbapi.Error,
+                                  connection_invalidated=invalidated, dialect=dialect) from exc
+
+
+def fetch_row(connection: Connection, statement, parameters: dict[str, Any]) -> dict[str, Any] | None:
+    """The first row of a prebuilt Core SELECT, run on the driver's cursor in the connection's transaction, as
+    {column key: value converted by the column's type}; None when there is none."""
+    compiled = _driver_statement(statement, connection.dialect)
+    cursor = _run(connection, compiled, compiled.parameters(parameters))
+    row = cursor.fetchone()
+    if row is None:
+        return None
+    return {key: value if convert is None or value is None else convert(value)
+            for (key, convert), value in zip(compiled.results(cursor.description), row)}
+
+
+@functools.lru_cache(maxsize=64)
+def _driver_sql(sql: str, dialect: str) -> str:
+    return sql.replace("?", "%s") if dialect == "postgresql" else sql
+
+
+def fetch_one(sql: str, parameters: tuple) -> tuple | None:
+    """The first row of one SELECT (written with `?` placeholders) on the driver's own cursor.
+
+    For the hot reads (GET /api/status, a repeated webhook's dedupe lookup): no SQLAlchemy execution path, which
+    cost more than the query itself, and no transaction around the one statement, which is its own consistent
+    snapshot. SQLite: the connection is in autocommit mode, so no lock is taken. PostgreSQL: the connection is
+    switched to autocommit for the statement (a local switch in psycopg), one round trip in all; psycopg
+    prepares the statement on the server once it has run a few times on the connection. Values come back as
+    the driver gives them (the caller converts SQLite's text columns). Database errors are raised as
+    SQLAlchemy's, so callers answer them as any other (503 when the database is down or locked).
+    """
+    engine = db.engine
+    dialect = engine.dialect
+    statement = _driver_sql(sql, dialect.name)
+    try:
+        # raw_connection() leaves a failed connect unwrapped (Engine.connect() would wrap it).
+        connection = engine.raw_connection()
+    except dialect.loaded_dbapi.Error as exc:
+        raise DBAPIError.instance(None, None, exc, dialect.loaded_dbapi.Error, connection_invalidated=True,
+                                  dialect=dialect) from exc
+    driver = connection.driver_connection
+    try:
+        if dialect.name == "sqlite":
+            return driver.execute(statement, parameters).fetchone()
+        driver.autocommit = True
+        try:
+            return driver.execute(statement, parameters).fetchone()
+        finally:
+            # Left in autocommit only when broken: then the pool's reset fails and it drops the connection.
+            if driver.info.transaction_status == TransactionStatus.IDLE:
+                driver.autocommit = False
+    except dialect.loaded_dbapi.Error as exc:
+        invalidated = dialect.is_disconnect(exc, driver, None)
+        if invalidated:
+            connection.invalidate(exc)
+        raise DBAPIError.instance(statement, parameters, exc, dialect.loaded_dbapi.Error,
+                                  connection_invalidated=invalidated, dialect=dialect) from exc
+    finally:
+        connection.close()
