@@ -19,9 +19,11 @@ import io
 import os
 import pstats
 import shutil
+import statistics
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from werkzeug.test import EnvironBuilder
@@ -47,6 +49,35 @@ def call(app, environ) -> bytes:
     finally:
         if hasattr(iterable, "close"):
             iterable.close()
+
+
+@contextmanager
+def writer_lock_held(spans: list[tuple[float, float]]):
+    """Collect (held, COMMIT) seconds of every SQLite write transaction: from taking the writer lock before
+    BEGIN IMMEDIATE to COMMIT's return, which lets it go. With several workers, writes run one at a time, so
+    1 / held bounds a SQLite gateway's webhooks per second, whatever the number of cores."""
+    from services.sqlite_writer import SQLiteConnection
+
+    begin, commit = SQLiteConnection.begin, SQLiteConnection.commit
+    began: list[float] = []
+
+    def timed_begin(self, *, write: bool) -> None:
+        if write:
+            began.append(time.perf_counter())
+        begin(self, write=write)
+
+    def timed_commit(self) -> None:
+        started = time.perf_counter()
+        commit(self)
+        if began:
+            ended = time.perf_counter()
+            spans.append((ended - began.pop(), ended - started))
+
+    SQLiteConnection.begin, SQLiteConnection.commit = timed_begin, timed_commit
+    try:
+        yield
+    finally:
+        SQLiteConnection.begin, SQLiteConnection.commit = begin, commit
 
 
 def timed(app, environs: list[dict]) -> tuple[float, float]:
@@ -193,9 +224,16 @@ def main(argv: list[str] | None = None) -> None:
                                 else webhook_environs(app, args.requests, batch, workdir) if endpoint == "new"
                                 else repeat_environs(app, args.requests, batch, workdir))
             timed(app, status_environs(50))  # warm caches (compiled SQL, schemas)
-            wall, cpu = timed(app, environs[0])
+            spans: list[tuple[float, float]] = []
+            with writer_lock_held(spans):
+                wall, cpu = timed(app, environs[0])
             report.write(f"\n== {endpoint}: {wall:.0f} µs per request ({cpu:.0f} µs CPU), "
                          f"{bare_wall / wall:.2f} × bare (in-process, no gunicorn/network)\n")
+            if spans:
+                report.write(f"SQLite writer lock held per write transaction: median "
+                             f"{statistics.median(held for held, _ in spans) * 1e6:.0f} µs, of which COMMIT "
+                             f"{statistics.median(commit for _, commit in spans) * 1e6:.0f} µs "
+                             f"({len(spans)} transactions)\n")
             report.write(profiled(app, environs[1], args.sort, args.limit, args.group))
     finally:
         crypto_pay.stop()
