@@ -15,6 +15,8 @@ from flask import Flask, request
 from services.errors import GatewayError, InvalidRequest
 
 FORM, MULTIPART = "application/x-www-form-urlencoded", "multipart/form-data"
+# The two request headers a WSGI environ keeps without the HTTP_ prefix.
+_UNPREFIXED_HEADERS = frozenset({"CONTENT_TYPE", "CONTENT_LENGTH"})
 NUL_MESSAGE = "must not contain NUL characters"
 
 
@@ -35,7 +37,9 @@ def _has_nul() -> bool:
     # on the hot webhook and status paths.
     if "\x00" in request.path or _encodes_nul(request.query_string):
         return True
-    if any("\x00" in value for _, value in request.headers.items()):
+    # The headers as the WSGI server gave them (request.headers would rebuild every name).
+    if any("\x00" in value for key, value in request.environ.items()
+           if isinstance(value, str) and (key.startswith("HTTP_") or key in _UNPREFIXED_HEADERS)):
         return True
     if request.mimetype == FORM:
         return _encodes_nul(request.get_data(cache=True))

@@ -98,6 +98,17 @@ def reading() -> Iterator[Connection]:
         yield connection.execution_options(**{READ_ONLY: True})
 
 
+def expire_loaded(model: type[Base], pk: int) -> None:
+    """After a write past the ORM (Core or the driver's cursor): an ORM copy of that row the session holds,
+    if any, reloads on its next access instead of showing the row as it was."""
+    session = db.session()
+    # Nothing is loaded on the webhook path: skip building the identity key.
+    if session.identity_map:
+        loaded = session.identity_map.get(session.identity_key(model, pk))
+        if loaded is not None:
+            session.expire(loaded)
+
+
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 

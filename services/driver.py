@@ -39,8 +39,8 @@ def session_connection() -> Connection:
 
 def insert_ignore(model: type[Base], values: dict[str, Any], conflict_columns: list[str]):
     """INSERT … ON CONFLICT DO NOTHING RETURNING id: the new id, or None when the row already existed."""
-    columns = model.__mapper__.columns
-    parameters = {columns[name].key: value for name, value in values.items()}
+    keys = _column_keys(model)
+    parameters = {keys[name]: value for name, value in values.items()}
     dialect = db.engine.dialect
     compiled = _driver_statement(_insert_ignore_statement(model.__table__, tuple(conflict_columns),
                                                           tuple(sorted(parameters)), dialect.name), dialect)
@@ -49,6 +49,12 @@ def insert_ignore(model: type[Base], values: dict[str, Any], conflict_columns: l
     prepared = compiled.parameters(parameters)
     row = _run(session_connection(), compiled, prepared).fetchone()
     return None if row is None else row[0]
+
+
+@functools.lru_cache(maxsize=64)
+def _column_keys(model: type[Base]) -> dict[str, str]:
+    """The table column key of each mapped attribute name (`meta` → `metadata`)."""
+    return {name: column.key for name, column in model.__mapper__.columns.items()}
 
 
 @functools.lru_cache(maxsize=256)

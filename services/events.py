@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import bindparam, select, update
 
 from services import metrics, orders, settle
-from services.db import DATABASE_DOWN, db, transaction
+from services.db import DATABASE_DOWN, db, expire_loaded, transaction
 from services.driver import execute_on_driver, fetch_one, insert_ignore, session_connection
 from services.errors import GatewayError, SignatureInvalid
 from services.models import ProviderEvent
@@ -151,11 +151,8 @@ def _record_outcome(event_id: int, outcome: str, order: orders.OrderRow | None, 
     execute_on_driver(session_connection(), _EVENT_OUTCOME, {
         "event_id": event_id, "outcome": outcome, "order": order.id if order is not None else None,
         "problem": problem, "at": processed_at, "retry_at": retry_at})
-    # A caller may hold the event as an ORM object (admin replay does): reload it on next access rather
-    # than let it show the state from before this write.
-    loaded = db.session.identity_map.get(db.session.identity_key(ProviderEvent, event_id))
-    if loaded is not None:
-        db.session.expire(loaded)
+    # A caller may hold the event as an ORM object (admin replay does).
+    expire_loaded(ProviderEvent, event_id)
 
 
 def _store_failed(delivery: Delivery, notice: Notice, error: str, settings: Settings, now: datetime) -> int:

@@ -54,9 +54,19 @@ _install_lock = threading.Lock()
 def record_request(route: str | None, method: str, status: int, seconds: float | None) -> None:
     """Count one answered request; `route` is the URL rule (never the raw path: label cardinality)."""
     route = route or UNMATCHED_ROUTE
-    HTTP_REQUESTS.labels(route, method if method in METHODS else "OTHER", str(status)).inc()
+    labels = (route, method if method in METHODS else "OTHER", status)
+    counted = _REQUEST_COUNTS.get(labels)
+    if counted is None:
+        counted = _REQUEST_COUNTS[labels] = (HTTP_REQUESTS.labels(route, labels[1], str(status)),
+                                             HTTP_DURATION.labels(route))
+    counted[0].inc()
     if seconds is not None:
-        HTTP_DURATION.labels(route).observe(seconds)
+        counted[1].observe(seconds)
+
+
+# The labelled children of the request metrics, by (route, method, status): prometheus_client's labels()
+# validates and locks on every call, which cost as much as the increments on the status read.
+_REQUEST_COUNTS: dict[tuple[str, str, int], tuple] = {}
 
 
 def record_webhook(provider: str, outcome: str) -> None:

@@ -16,7 +16,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import joinedload
 
 from services import notifications, outbox
-from services.db import db, transaction
+from services.db import db, expire_loaded, transaction
 from services.driver import execute_on_driver, fetch_one, fetch_row, session_connection
 from services.errors import NotFound
 from services.models import Order, Purchase
@@ -192,11 +192,8 @@ def save(order: OrderRow, now: datetime, **changes: Any) -> None:
         raise RuntimeError(f"order {order.order_id!r} is not stored")
     for name, value in changes.items():
         object.__setattr__(order, name, value)
-    # The session may also hold the order as an ORM object (read earlier in this request): reload it on its
-    # next access rather than let it show the row as it was before this write.
-    loaded = db.session.identity_map.get(db.session.identity_key(Order, order.id))
-    if loaded is not None:
-        db.session.expire(loaded)
+    # The session may also hold the order as an ORM object (read earlier in this request).
+    expire_loaded(Order, order.id)
 
 
 @functools.lru_cache(maxsize=32)

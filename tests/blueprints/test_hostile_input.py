@@ -43,6 +43,8 @@ def console(app, client, cheap_hashing):  # noqa: F811
     ("/api/status/zz%00", AUTH),
     ("/api/status/zz?q=%00", AUTH),
     ("/api/status/zz", {**AUTH, "X-Note": "a\x00b"}),
+    # Kept without the HTTP_ prefix in the WSGI environ.
+    ("/api/status/zz", {**AUTH, "Content-Type": "text/plain\x00"}),
 ])
 def test_nul_in_path_query_or_header_is_400_json(client, path, headers):
     assert_error(client.get(path, headers=headers), 400, "invalid_characters")
