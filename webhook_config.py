@@ -105,7 +105,7 @@ class Settings:
     max_body_bytes: int = 65536
     outbox_retry_schedule: tuple[int, ...] = DEFAULT_RETRY_SCHEDULE
     event_retry_schedule: tuple[int, ...] = DEFAULT_EVENT_RETRY_SCHEDULE
-    reconcile_after_seconds: int = 120
+    reconcile_after_seconds: int = 60
     reconcile_interval_seconds: int = 60
     outbox_lease_seconds: int = 60
     worker_poll_seconds: float = 1.0
@@ -316,7 +316,7 @@ def load_settings(environ: Mapping[str, str], instance_path: Path) -> Settings:
         max_body_bytes=_int(env, "MAX_BODY_BYTES", 65536, minimum=1024),
         outbox_retry_schedule=_schedule(env, "OUTBOX_RETRY_SCHEDULE", DEFAULT_RETRY_SCHEDULE),
         event_retry_schedule=_schedule(env, "EVENT_RETRY_SCHEDULE", DEFAULT_EVENT_RETRY_SCHEDULE),
-        reconcile_after_seconds=_int(env, "RECONCILE_AFTER_SECONDS", 120, minimum=1),
+        reconcile_after_seconds=_int(env, "RECONCILE_AFTER_SECONDS", 60, minimum=1),
         reconcile_interval_seconds=_int(env, "RECONCILE_INTERVAL_SECONDS", 60, minimum=1),
         outbox_lease_seconds=_int(env, "OUTBOX_LEASE_SECONDS", 60, minimum=1),
         worker_poll_seconds=_decimal_seconds(env, "WORKER_POLL_SECONDS", 1.0),

@@ -12,7 +12,7 @@ from typing import Any
 
 import simplejson
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.orm import joinedload
 
 from services import notifications, outbox
@@ -275,6 +275,25 @@ def overdue_pending(provider: str, settings: Settings, now: datetime) -> list[tu
             .where(Order.provider == provider, Order.status == PENDING,
                    Order.provider_ref.is_not(None), Order.created_at <= cutoff)
             .order_by(Order.created_at).limit(MAX_ORDERS_PER_TURN)
+        ).all()
+    return [(order_id, ref) for order_id, ref in rows]
+
+
+def expired_recently(provider: str, settings: Settings, now: datetime,
+                     checkpoints: tuple[timedelta, ...]) -> list[tuple[str, str]]:
+    """(orderId, provider_ref) of this provider's expired orders whose deadline passed about one of `checkpoints`
+    ago, give or take two worker turns (RECONCILE_INTERVAL_SECONDS each).
+
+    For a provider that may still take the money after our deadline: its worker asks about each such order a few
+    times in all, at widening intervals, instead of on every turn (most expired orders were simply abandoned).
+    """
+    turns = timedelta(seconds=2 * settings.reconcile_interval_seconds)
+    windows = [and_(Order.expires_at <= now - after, Order.expires_at > now - after - turns) for after in checkpoints]
+    with transaction():
+        rows = db.session.execute(
+            select(Order.order_id, Order.provider_ref)
+            .where(Order.provider == provider, Order.status == EXPIRED, Order.provider_ref.is_not(None), or_(*windows))
+            .order_by(Order.expires_at).limit(MAX_ORDERS_PER_TURN)
         ).all()
     return [(order_id, ref) for order_id, ref in rows]
 

@@ -1,8 +1,9 @@
 """The yookassa worker's task: settle what a lost notification would have said, by asking the API.
 
-Pending orders past RECONCILE_AFTER_SECONDS have their payment fetched; refunds that were pending when
-requested have their refund fetched. Final answers are ingested under the notification's own event keys,
-so whichever of the two arrives second is a duplicate.
+Pending orders past RECONCILE_AFTER_SECONDS have their payment fetched, and so have expired orders a few times
+after their deadline (LATE_PAYMENT_CHECKS); refunds that were pending when requested have their refund fetched.
+Final answers are ingested under the notification's own event keys, so whichever of the two arrives second is
+a duplicate.
 """
 
 from __future__ import annotations
@@ -25,6 +26,11 @@ from webhook_config import Settings
 logger = logging.getLogger(__name__)
 
 MAX_REFUNDS_PER_TURN = 200
+# A buyer has an hour to pay once YooKassa's page is open, so a payment may succeed after the order's deadline
+# (the order, expired, still becomes paid); YooKassa redelivers a notification for a day. An expired order whose
+# payment has no final answer yet is asked about this long after its deadline, at widening intervals.
+LATE_PAYMENT_CHECKS = (timedelta(minutes=5), timedelta(minutes=30), timedelta(hours=1), timedelta(hours=2),
+                       timedelta(hours=6), timedelta(hours=24))
 
 
 class _Paused(Exception):
@@ -34,7 +40,8 @@ class _Paused(Exception):
 def reconcile(settings: Settings, now: datetime, client: YooKassaClient | None = None) -> int:
     """Fetch overdue pending payments and pending refunds; ingest the final ones. Returns how many were news."""
     client = client or YooKassaClient(settings)
-    overdue = orders.overdue_pending(PROVIDER, settings, now)
+    late = orders.expired_recently(PROVIDER, settings, now, LATE_PAYMENT_CHECKS)
+    overdue = orders.overdue_pending(PROVIDER, settings, now) + _unanswered(PAYMENT, late, FINAL_PAYMENT_STATUSES)
     refunds = pending_refunds(now - timedelta(seconds=settings.reconcile_after_seconds))
     settled = 0
     try:
@@ -78,11 +85,18 @@ def pending_refunds(cutoff: datetime) -> list[tuple[str, str]]:
                    ProviderEvent.received_at <= cutoff, Order.status == orders.PAID)
             .order_by(ProviderEvent.id).limit(MAX_REFUNDS_PER_TURN)
         ).all()
-        pending = [(order_id, key.split(":")[1]) for order_id, key in rows]
-        final_keys = [f"{REFUND}:{refund_id}:{status}" for _, refund_id in pending for status in FINAL_REFUND_STATUSES]
+    return _unanswered(REFUND, [(order_id, key.split(":")[1]) for order_id, key in rows], FINAL_REFUND_STATUSES)
+
+
+def _unanswered(kind: str, asked: list[tuple[str, str]], final: frozenset[str]) -> list[tuple[str, str]]:
+    """The (orderId, object id) pairs for which no final answer (from a notification or an earlier look) is stored."""
+    final_keys = [f"{kind}:{object_id}:{status}" for _, object_id in asked for status in final]
+    if not final_keys:
+        return []
+    with transaction():
         answered = set(db.session.execute(
             select(ProviderEvent.event_key).where(ProviderEvent.provider == PROVIDER,
                                                   ProviderEvent.event_key.in_(final_keys))
-        ).scalars()) if final_keys else set()
-    return [(order_id, refund_id) for order_id, refund_id in pending
-            if not any(f"{REFUND}:{refund_id}:{status}" in answered for status in FINAL_REFUND_STATUSES)]
+        ).scalars())
+    return [(order_id, object_id) for order_id, object_id in asked
+            if not any(f"{kind}:{object_id}:{status}" in answered for status in final)]

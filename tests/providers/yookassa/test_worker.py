@@ -12,7 +12,7 @@ from tests.support.admin import ADMIN, ADMIN_KEY
 from tests.support.worker import frozen_now, run_worker
 from tests.support.yookassa import create_payment, events, gets, notify, yookassa_env
 
-PAST_THRESHOLD = 121  # RECONCILE_AFTER_SECONDS is 120
+PAST_THRESHOLD = 61  # RECONCILE_AFTER_SECONDS is 60
 
 
 @pytest.fixture
@@ -134,3 +134,60 @@ def test_canceled_refund_is_looked_up_no_more(app, client, yookassa, payment_id)
     later(app, 61)
     run_worker(app, "yookassa")
     assert len(gets(yookassa)) == looked_up
+
+
+# --- payments that succeed after their order's deadline ----------------------------------------------------
+
+ORDER_TTL = 900  # ORDER_TTL_SECONDS' default
+TURN = 60  # RECONCILE_INTERVAL_SECONDS' default
+
+
+def expire(app, client) -> None:
+    """Past the order's deadline: the worker finds the payment still pending and expires the order."""
+    later(app, ORDER_TTL + 1)
+    run_worker(app, "yookassa")
+    assert status(client)["status"] == "expired"
+
+
+def turns(app, count: int) -> None:
+    for _ in range(count):
+        later(app, TURN)
+        run_worker(app, "yookassa")
+
+
+def payment_lookups(yookassa, payment_id: str) -> int:
+    return sum(1 for r in gets(yookassa) if r.path.endswith(f"/payments/{payment_id}"))
+
+
+def test_a_payment_that_succeeds_after_its_order_expired_is_found_though_its_notification_was_lost(
+        app, client, yookassa, payment_id):
+    expire(app, client)
+    yookassa.succeed(payment_id)  # the buyer paid on YooKassa's page after our deadline; nobody tells us
+    turns(app, 5)
+    assert status(client)["status"] == "paid" and balance(client, 42) == 500
+    [*_, event] = events(app)
+    assert (event.event_key, event.status) == (f"payment:{payment_id}:succeeded", "processed")
+    assert event.verification.startswith("reconciled")
+
+
+def test_an_expired_order_is_asked_about_a_few_times_in_a_day_not_on_every_turn(app, client, yookassa, payment_id):
+    expire(app, client)
+    before = payment_lookups(yookassa, payment_id)
+    turns(app, 24 * 60 + 2)
+    # Six checkpoints after the deadline (5 min … 24 h), each seen by one or two turns.
+    assert 6 <= payment_lookups(yookassa, payment_id) - before <= 12
+    assert status(client)["status"] == "expired" and balance(client, 42) == 0
+    asked = payment_lookups(yookassa, payment_id)
+    turns(app, 60)
+    assert payment_lookups(yookassa, payment_id) == asked  # a day after its deadline it is left alone
+
+
+def test_an_expired_order_whose_payment_yookassa_canceled_is_asked_about_no_more(app, client, yookassa, payment_id):
+    expire(app, client)
+    yookassa.cancel(payment_id, reason="expired_on_confirmation")
+    turns(app, 5)
+    assert events(app)[-1].event_key == f"payment:{payment_id}:canceled"
+    asked = payment_lookups(yookassa, payment_id)
+    turns(app, 3 * 60)
+    assert payment_lookups(yookassa, payment_id) == asked
+    assert status(client)["status"] == "expired"
