@@ -71,10 +71,10 @@ def rejection_logged(what: str, provider: str, header_present: bool) -> Iterator
 
 def ingest(delivery: Delivery, notice: Notice, settings: Settings, now: datetime) -> IngestResult:
     """Store the event and apply it; a repeat is a no-op. Database errors propagate (the caller answers 503)."""
-    notice = _storable(notice)
-    result = _already_settled(delivery.provider, notice.event_key)
+    # A repeat needs only its key made storable; the whole notice is cleaned for the write path alone.
+    result = _already_settled(delivery.provider, _clean(notice.event_key))
     if result is None:
-        result = _ingest_committed(_storable_delivery(delivery), notice, settings, now)
+        result = _ingest_committed(_storable_delivery(delivery), _storable(notice), settings, now)
     metrics.record_webhook(delivery.provider, result.outcome)
     return result
 

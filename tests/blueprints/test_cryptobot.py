@@ -335,3 +335,6 @@ def test_a_nul_inside_a_signed_update_is_stored_and_flagged(crypto_client, crypt
     [event] = events(crypto_app)
     assert event.body == body
     assert "\x00" not in json.dumps(event.details) + event.event_key + (event.currency or "")
+    again = deliver(crypto_client, body)  # looked up by its key as stored
+    assert again.status_code == 200 and again.get_json()["outcome"] == "duplicate"
+    assert [stored.id for stored in events(crypto_app)] == [event.id]
