@@ -12,7 +12,6 @@ from services import ledger, metrics, orders, outbox
 from services.db import db
 from services.driver import insert_ignore
 from services.models import Fulfilment, Order, ProviderEvent, Purchase
-from services.orders import OrderRow
 from services.notices import (CANCELLED, CONFLICT, EXPIRED, FAILED, IGNORE, IGNORED, MISMATCH, PAID, PROCESSED,
                               REFUNDED, RENEWED, SETTLED, UNMATCHED, Notice)
 from webhook_config import Settings
@@ -30,7 +29,7 @@ class Settlement:
     problem: str | None = None
 
 
-def apply(event_pk: int | None, provider: str, notice: Notice, order: OrderRow | None, settings: Settings,
+def apply(event_pk: int | None, provider: str, notice: Notice, order: orders.OrderRow | None, settings: Settings,
           now: datetime) -> Settlement:
     """Apply one event to its order and say what came of it."""
     if notice.action == IGNORE:
@@ -66,7 +65,8 @@ def apply(event_pk: int | None, provider: str, notice: Notice, order: OrderRow |
     return Settlement(PROCESSED if changed else IGNORED)
 
 
-def _renew(event_pk: int | None, notice: Notice, order: OrderRow, settings: Settings, now: datetime) -> Settlement:
+def _renew(event_pk: int | None, notice: Notice, order: orders.OrderRow, settings: Settings,
+           now: datetime) -> Settlement:
     if not order.recurring or order.status != orders.PAID:
         return Settlement(CONFLICT, f"a renewal charge for an order that is {order.status}"
                                     f"{'' if order.recurring else ' and not recurring'}: money to give back")
@@ -86,13 +86,13 @@ def _renewal_kind(event_pk: int | None) -> str:
     return f"renewal:{event_pk}"
 
 
-def _record_first_charge(order: OrderRow, notice: Notice, now: datetime) -> None:
+def _record_first_charge(order: orders.OrderRow, notice: Notice, now: datetime) -> None:
     """Keep the first charge's id and payer: cancelling the renewals names them."""
     orders.save(order, now, renewal={**(order.renewal or {}), "chargeId": notice.provider_payment_id,
                                      "payerId": notice.payer_id, **_renews_until(notice)})
 
 
-def _record_renewal(order: OrderRow, notice: Notice, now: datetime) -> None:
+def _record_renewal(order: orders.OrderRow, notice: Notice, now: datetime) -> None:
     orders.save(order, now, renewal={**(order.renewal or {}), **_renews_until(notice)})
 
 
@@ -106,14 +106,14 @@ _RENEWAL_PAID_BY = (select(Fulfilment.event_pk).join(ProviderEvent, ProviderEven
                            ProviderEvent.provider_payment_id == bindparam("payment_id")))
 
 
-def _renewal_paid_by(order: OrderRow, payment_id: str | None) -> int | None:
+def _renewal_paid_by(order: orders.OrderRow, payment_id: str | None) -> int | None:
     """The event of the renewal charge this payment was, or None when it was no renewal of this order."""
     if payment_id is None or not order.recurring:
         return None
     return db.session.execute(_RENEWAL_PAID_BY, {"order_pk": order.id, "payment_id": payment_id}).scalar()
 
 
-def _reverse_renewal(order: OrderRow, renewal_event: int, settings: Settings, now: datetime) -> None:
+def _reverse_renewal(order: orders.OrderRow, renewal_event: int, settings: Settings, now: datetime) -> None:
     if not _claim(order, f"renewal_reversal:{renewal_event}", renewal_event, now, days=-(order.subscription_days or 0)):
         return
     if order.credit:
@@ -127,7 +127,7 @@ def _reverse_renewal(order: OrderRow, renewal_event: int, settings: Settings, no
     orders.announce_renewal_refund(order, renewal_event, settings, now)
 
 
-def pay(order: OrderRow, event_pk: int | None, settings: Settings, now: datetime) -> bool:
+def pay(order: orders.OrderRow, event_pk: int | None, settings: Settings, now: datetime) -> bool:
     """Mark the order paid and grant what it bought, then announce it (the event carries the purchase);
     False when the order is not awaiting a payment."""
     if not orders.change_status(order, orders.PAID, settings, now, announced=False):
@@ -137,7 +137,7 @@ def pay(order: OrderRow, event_pk: int | None, settings: Settings, now: datetime
     return True
 
 
-def payment_mismatch(notice: Notice, order: OrderRow, provider: str) -> str | None:
+def payment_mismatch(notice: Notice, order: orders.OrderRow, provider: str) -> str | None:
     """Why this payment does not settle the order, or None when provider, amount and currency all match."""
     if provider != order.provider:
         return f"paid through {provider}, but the order was created for {order.provider}"
@@ -152,7 +152,7 @@ def payment_mismatch(notice: Notice, order: OrderRow, provider: str) -> str | No
     return None
 
 
-def refund_mismatch(notice: Notice, order: OrderRow, provider: str) -> str | None:
+def refund_mismatch(notice: Notice, order: orders.OrderRow, provider: str) -> str | None:
     """Why this refund must not reverse the order, or None when the refunded payment is one that settled it.
 
     An order may have been paid twice (the second payment is stored as a conflict, money to give back);
@@ -182,7 +182,7 @@ def orders_paid_by(provider: str, payment_id: str) -> list[str]:
     return list(db.session.execute(_PAID_BY, {"provider": provider, "payment_id": payment_id}).scalars())
 
 
-def _claim(order: OrderRow, kind: str, event_pk: int | None, now: datetime, **details) -> bool:
+def _claim(order: orders.OrderRow, kind: str, event_pk: int | None, now: datetime, **details) -> bool:
     """Record that `kind` was done for this order; False if it already was (unique per order and kind)."""
     claimed = insert_ignore(Fulfilment, {
         "order_pk": order.id, "kind": kind, "event_pk": event_pk, "details": details, "created_at": now,
@@ -192,7 +192,7 @@ def _claim(order: OrderRow, kind: str, event_pk: int | None, now: datetime, **de
     return claimed
 
 
-def grant(order: OrderRow, event_pk: int | None, settings: Settings, now: datetime) -> None:
+def grant(order: orders.OrderRow, event_pk: int | None, settings: Settings, now: datetime) -> None:
     """Credit the balance and activate or extend the subscription the order asked for."""
     if order.credit and _claim(order, CREDIT, event_pk, now, amount=order.credit, unit=settings.credit_unit):
         ledger.post(order, order.credit, "order_paid", settings.credit_unit, now)
@@ -202,7 +202,7 @@ def grant(order: OrderRow, event_pk: int | None, settings: Settings, now: dateti
         outbox.enqueue_panel_sync(order, purchase.id, "sync", settings, now, notify=True)
 
 
-def reverse(order: OrderRow, event_pk: int | None, settings: Settings, now: datetime) -> None:
+def reverse(order: orders.OrderRow, event_pk: int | None, settings: Settings, now: datetime) -> None:
     """Take back what `grant` gave, once."""
     if order.credit and _claim(order, CREDIT_REVERSAL, event_pk, now, amount=-order.credit):
         ledger.post(order, -order.credit, "order_refunded", settings.credit_unit, now)
@@ -213,7 +213,7 @@ def reverse(order: OrderRow, event_pk: int | None, settings: Settings, now: date
         outbox.enqueue_panel_sync(order, purchase.id, "reverse", settings, now, notify=False)
 
 
-def _extend_purchase(order: OrderRow, period: timedelta, now: datetime) -> Purchase:
+def _extend_purchase(order: orders.OrderRow, period: timedelta, now: datetime) -> Purchase:
     """The buyer's purchase of this plan, created or extended from max(now, current expiry)."""
     insert_ignore(Purchase, {
         "telegram_id": order.telegram_id, "plan": order.subscription_plan, "status": "active",

@@ -55,22 +55,34 @@ def test_a_locked_order_row_holds_every_column_of_the_order_and_its_link():
             == [prop.key for prop in Order.__mapper__.column_attrs] + ["subscription_url"])
 
 
-def test_a_locked_order_keeps_another_locker_waiting_until_its_transaction_ends(make_app):
+def _by_order_id(order):
+    return orders.lock_order(order.order_id)
+
+
+def _by_payment_reference(order):
+    return orders.lock_order_by_ref(order.provider, order.provider_ref)
+
+
+@pytest.mark.parametrize("lock", [_by_order_id, _by_payment_reference])
+def test_a_locked_order_keeps_another_locker_waiting_until_its_transaction_ends(make_app, lock):
     """Two events for one order (a payment and its refund, a payment and the expiry) decide one after the other."""
     app = make_app(DATABASE_LOCK_TIMEOUT_SECONDS="0.2")
     app.test_client().post("/api/payment", json={"amount": 100, "orderId": "l-1"}, headers=AUTH)
+    with app.app_context():
+        created = orders.find_order("l-1")
+    assert created.provider_ref is not None
     seen = {}
 
     def another_worker():
         with app.app_context():
             try:
                 with transaction():
-                    seen["order"] = orders.lock_order("l-1")
+                    seen["order"] = lock(created)
             except OperationalError as exc:
                 seen["waited out"] = exc
 
     with app.app_context(), transaction():
-        assert orders.lock_order("l-1").status == "pending"
+        assert lock(created).status == "pending"
         thread = threading.Thread(target=another_worker)
         thread.start()
         thread.join(timeout=30)
