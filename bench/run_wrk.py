@@ -83,6 +83,10 @@ class Server:
         self.process: subprocess.Popen | None = None
 
     def start(self, ready_path: str) -> None:
+        # Compiled first, as deploy/install.sh does: the service (and this machine) runs with
+        # PYTHONDONTWRITEBYTECODE, so every worker boot would otherwise compile the gateway's sources again.
+        subprocess.run([sys.executable, "-m", "compileall", "-q", "-x", r"[/\\]\.(venv|git)[/\\]", str(self.source)],
+                       check=True)
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
                 [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{self.port}",

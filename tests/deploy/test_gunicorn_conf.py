@@ -5,13 +5,19 @@ import json
 import logging
 import os
 import runpy
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import requests
 from gunicorn.config import Config
 from prometheus_client.multiprocess import MultiProcessCollector
+
+from tests.support.live import BIN, free_port
 
 ENV_KNOBS = (
     "GUNICORN_BIND", "GUNICORN_WORKERS", "GUNICORN_THREADS", "GUNICORN_TIMEOUT",
@@ -285,3 +291,63 @@ def test_exited_gunicorn_worker_loses_only_its_live_gauges(load, tmp_path):
 def test_child_exit_is_a_no_op_without_multiprocess_metrics(load):
     _, namespace = load()
     namespace["child_exit"](None, SimpleNamespace(pid=4242))  # must not raise
+
+
+GATEWAY_MODULES = ("services", "blueprints", "commands", "webhook_app", "webhook_config", "wsgi")
+
+
+def test_the_master_imports_the_libraries_but_none_of_the_gateway(repo_root):
+    """What on_starting leaves in a fresh interpreter: every preloaded library, and no module of the gateway,
+    whose code `kill -HUP` must still reload."""
+    probe = ("import json, runpy, sys\n"
+             f"namespace = runpy.run_path({str(repo_root / 'gunicorn.conf.py')!r})\n"
+             "before = set(sys.modules)\n"
+             "namespace['on_starting'](None)\n"
+             "print(json.dumps({'named': namespace['PRELOADED_LIBRARIES'], 'before': sorted(before),\n"
+             "                  'after': sorted(sys.modules)}))\n")
+    env = {key: value for key, value in os.environ.items() if key not in ENV_KNOBS}
+    done = subprocess.run([sys.executable, "-c", probe], cwd=repo_root, env=env, capture_output=True, text=True,
+                          check=True, timeout=60)
+    seen = json.loads(done.stdout)
+    assert "sqlalchemy.orm" not in seen["before"] and "flask" not in seen["before"]
+    assert set(seen["named"]) <= set(seen["after"])
+    assert not [name for name in seen["after"] if name.split(".")[0] in GATEWAY_MODULES]
+
+
+def _answer(url):
+    try:
+        return requests.get(url, timeout=5).text
+    except requests.RequestException:
+        return None
+
+
+def test_hup_still_brings_up_workers_with_the_new_code(repo_root, tmp_path):
+    """The libraries live in the master, the application does not: a reload serves the changed code."""
+    app = tmp_path / "reloaded_app.py"
+    source = ("def app(environ, start_response):\n"
+              "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+              "    return [b'{}']\n")
+    app.write_text(source.format("first"))
+    port = free_port()
+    env = {key: value for key, value in os.environ.items() if key not in ENV_KNOBS}
+    master = subprocess.Popen(
+        [str(BIN / "gunicorn"), "-c", str(repo_root / "gunicorn.conf.py"), "--bind", f"127.0.0.1:{port}",
+         "--workers", "1", "--chdir", str(tmp_path), "reloaded_app:app"],
+        env={**env, "PYTHONDONTWRITEBYTECODE": "1"}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 30
+        while _answer(url) != "first":
+            assert time.monotonic() < deadline and master.poll() is None, "gunicorn did not start"
+            time.sleep(0.1)
+        assert "psycopg" in Path(f"/proc/{master.pid}/maps").read_text()  # the driver is loaded in the master
+
+        app.write_text(source.format("second"))
+        master.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 30
+        while _answer(url) != "second":
+            assert time.monotonic() < deadline and master.poll() is None, "the reload did not serve the new code"
+            time.sleep(0.1)
+    finally:
+        master.terminate()
+        master.wait(timeout=30)
