@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Callable, Mapping
 
 import simplejson
 from flask import Flask
@@ -28,6 +28,21 @@ from webhook_config import default_database_url, load_settings, read_environment
 ROOT = Path(__file__).resolve().parent
 
 
+class GatewayFlask(Flask):
+    """Flask, deciding once per view or hook whether it is a coroutine function: Flask's ensure_sync asks
+    inspect on every call, six times per request."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._synced: dict[Callable, Callable] = {}
+
+    def ensure_sync(self, func: Callable) -> Callable:
+        synced = self._synced.get(func)
+        if synced is None:
+            synced = self._synced[func] = super().ensure_sync(func)
+        return synced
+
+
 class DecimalJSONProvider(DefaultJSONProvider):
     """JSON with Decimal emitted as an exact number (the stdlib would need float)."""
 
@@ -43,7 +58,7 @@ class DecimalJSONProvider(DefaultJSONProvider):
 
 def create_app(environ: Mapping[str, str] | None = None) -> Flask:
     """Build the app from `environ` (default: the process environment over `.env`)."""
-    app = Flask(__name__, instance_path=str(ROOT / "instance"))
+    app = GatewayFlask(__name__, instance_path=str(ROOT / "instance"))
     app.request_class = BoundedRequest
     env = read_environment(ROOT / ".env") if environ is None else dict(environ)
     settings = load_settings(env, Path(app.instance_path))

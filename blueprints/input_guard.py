@@ -16,7 +16,7 @@ from services.errors import GatewayError, InvalidRequest
 
 FORM, MULTIPART = "application/x-www-form-urlencoded", "multipart/form-data"
 # The two request headers a WSGI environ keeps without the HTTP_ prefix.
-_UNPREFIXED_HEADERS = frozenset({"CONTENT_TYPE", "CONTENT_LENGTH"})
+UNPREFIXED_HEADERS = frozenset({"CONTENT_TYPE", "CONTENT_LENGTH"})
 NUL_MESSAGE = "must not contain NUL characters"
 
 
@@ -33,19 +33,21 @@ def register_input_guard(app: Flask) -> None:
 
 
 def _has_nul() -> bool:
+    current = request._get_current_object()
     # Percent-encoding can only spell NUL as %00, so the raw query and form bytes are enough: no parsing
     # on the hot webhook and status paths.
-    if "\x00" in request.path or _encodes_nul(request.query_string):
+    if "\x00" in current.path or _encodes_nul(current.query_string):
         return True
     # The headers as the WSGI server gave them (request.headers would rebuild every name).
-    if any("\x00" in value for key, value in request.environ.items()
-           if isinstance(value, str) and (key.startswith("HTTP_") or key in _UNPREFIXED_HEADERS)):
+    if any("\x00" in value for key, value in current.environ.items()
+           if isinstance(value, str) and (key.startswith("HTTP_") or key in UNPREFIXED_HEADERS)):
         return True
-    if request.mimetype == FORM:
-        return _encodes_nul(request.get_data(cache=True))
+    mimetype = current.mimetype
+    if mimetype == FORM:
+        return _encodes_nul(current.get_data(cache=True))
     # Flask reads the console's form fields from a multipart body just the same.
-    return request.mimetype == MULTIPART and any(
-        "\x00" in name or "\x00" in value for name, value in request.form.items(multi=True))
+    return mimetype == MULTIPART and any(
+        "\x00" in name or "\x00" in value for name, value in current.form.items(multi=True))
 
 
 def _encodes_nul(raw: bytes) -> bool:

@@ -65,3 +65,10 @@ def test_concurrent_duplicate_tbank_notifications_credit_once(app, base_env, tba
         assert [r.text for r in responses] == ["OK"] * PARALLEL
         assert requests.get(f"{live.url}/api/balance/77", headers=AUTH, timeout=10).json()["balance"] == 500
         assert requests.get(f"{live.url}/api/status/race-1", headers=AUTH, timeout=10).json()["status"] == "paid"
+
+
+def test_request_ids_made_by_different_workers_do_not_repeat(live):
+    """The ids come from the random module, which every forked worker must reseed."""
+    made = in_parallel(lambda: requests.get(f"{live.url}/health", timeout=10).headers["X-Request-ID"], 200)
+    assert len(set(made)) == 200
+    assert all(len(request_id) == 32 and int(request_id, 16) >= 0 for request_id in made)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 import pytest
 import zxingcpp
@@ -168,7 +169,7 @@ def test_unknown_route_and_wrong_method_are_json(client):
 def test_request_id_is_echoed_or_generated(client):
     assert client.get("/health", headers={"X-Request-ID": "abc-123"}).headers["X-Request-ID"] == "abc-123"
     generated = client.get("/health").headers["X-Request-ID"]
-    assert len(generated) == 32
+    assert re.fullmatch("[0-9a-f]{32}", generated) and client.get("/health").headers["X-Request-ID"] != generated
     assert client.get("/health", headers={"X-Request-ID": "bad id <x>"}).headers["X-Request-ID"] != "bad id <x>"
 
 

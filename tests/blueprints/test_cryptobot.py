@@ -167,6 +167,19 @@ def test_paid_update_fulfils_and_is_stored_before_the_200(crypto_client, crypto_
     assert "Crypto-Pay-Api-Signature" in event.headers
 
 
+def test_the_stored_event_keeps_the_named_headers_that_came_and_no_others(crypto_client, crypto_app, cryptopay):
+    create_invoice(crypto_client)
+    body = paid_body(cryptopay)
+    signature = crypto_pay_signature(TOKEN, body)
+    crypto_client.post(URL, data=body, content_type="application/json; charset=utf-8", headers={
+        "crypto-pay-api-signature": signature, "User-Agent": "CryptoBot", "X-Request-ID": "req-7",
+        "Accept": "*/*", "X-Other": "not kept"}, environ_base={"REMOTE_ADDR": "203.0.113.9"})
+    [event] = events(crypto_app)
+    assert event.headers == {"Content-Type": "application/json; charset=utf-8", "User-Agent": "CryptoBot",
+                             "X-Request-ID": "req-7", "Crypto-Pay-Api-Signature": signature}
+    assert event.remote_addr == "203.0.113.9"
+
+
 def test_protocols_vector_pays_order_42(crypto_client, crypto_app):
     invoice_id = create_invoice(crypto_client, orderId="order-42", telegramId=7, credit=3).get_json()["invoiceId"]
     assert invoice_id == 528890  # the fake numbers invoices like the vector

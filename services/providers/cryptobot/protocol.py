@@ -78,6 +78,9 @@ def _camel(name: str) -> str:
     return head + "".join(part.title() for part in rest)
 
 
+_DETAIL_NAMES = tuple((key, _camel(key)) for key in _DETAIL_FIELDS)
+
+
 def notice_from_invoice(invoice: dict[str, Any], event_type: str = "invoice") -> Notice:
     """A Notice for one Invoice object; the same invoice in the same status always has the same event_key.
 
@@ -88,7 +91,7 @@ def notice_from_invoice(invoice: dict[str, Any], event_type: str = "invoice") ->
     number = invoice_id(invoice)
     status = str(invoice.get("status") or "unknown")
     amount, currency = _paid_terms(invoice)
-    details = {_camel(key): invoice[key] for key in _DETAIL_FIELDS if invoice.get(key) is not None}
+    details = {name: invoice[key] for key, name in _DETAIL_NAMES if invoice.get(key) is not None}
     return Notice(
         event_key=f"invoice:{number}:{status}"[:200],
         event_type=event_type,
