@@ -149,6 +149,21 @@ class Server:
             self.process.wait()
 
 
+def postgres_cpu_seconds() -> float:
+    """CPU used so far by the PostgreSQL server's processes alive now: its backends do the statements' work, which
+    the gateway's own CPU leaves out (SQLite's runs inside the gateway's workers)."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        name, _, rest = text.partition("(")[2].rpartition(")")
+        if name == "postgres":
+            total += sum(int(value) for value in rest.split()[11:13]) / CLOCK_TICKS
+    return total
+
+
 class Bench:
     """The servers, the database and the wrk runs of one database."""
 
@@ -194,15 +209,20 @@ class Bench:
         command = ["wrk", f"-t{self.args.threads}", f"-c{self.args.connections}", f"-d{duration:g}s",
                    "--timeout", "10s", "-s", str(combined), server.url + path, "--", *script_args]
         load_before = os.getloadavg()[0]
+        on_postgres = self.database_url.startswith("postgresql")
+        database_cpu_before = postgres_cpu_seconds() if on_postgres else None
         cpu_before = server.cpu_seconds()
         done = subprocess.run(command, capture_output=True, text=True, timeout=duration + 60)
         cpu = server.cpu_seconds() - cpu_before
+        database_cpu = postgres_cpu_seconds() - database_cpu_before if on_postgres else None
         lines = [line for line in done.stdout.splitlines() if line.startswith("BENCH_JSON ")]
         if done.returncode != 0 or not lines:
             raise BenchError(f"wrk failed ({done.returncode}): {done.stdout[-1000:]} {done.stderr[-1000:]}")
         result = json.loads(lines[-1].removeprefix("BENCH_JSON "))
         result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
         result["cpu_ms_per_request"] = cpu * 1000 / max(result["requests"], 1)
+        result["database_cpu_ms_per_request"] = (None if database_cpu is None
+                                                 else database_cpu * 1000 / max(result["requests"], 1))
         result["errors"] = sum(result[key] for key in
                                ("connect_errors", "read_errors", "write_errors", "status_errors", "timeouts"))
         result["load_1min"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]

@@ -16,6 +16,8 @@ DOC_BEGIN, DOC_END = "<!-- bench:begin (written by bench/run_wrk.py --write-doc)
 
 def report_progress(label: str, name: str, run: dict) -> None:
     flags = f" errors={run['errors']}" if run["errors"] else ""
+    if run.get("database_cpu_ms_per_request") is not None:
+        flags += f" postgres cpu {run['database_cpu_ms_per_request']:.2f} ms/req"
     if "exactly_once" in run:
         flags += f" fulfilled={run['fulfilled']}" + ("" if run["exactly_once"] else " NOT-EXACTLY-ONCE")
     sys.stderr.write(f"[{label}] {name:<10} {run['rps']:8.1f} req/s  p50 {run['p50_us'] / 1000:6.1f} ms  "
@@ -38,6 +40,8 @@ def summarize(rounds: list[dict[str, dict]]) -> dict[str, dict]:
             "ratio_to_bare": statistics.median(run["ratio_to_bare"] for run in runs),
             "cpu_ms": statistics.median(run["cpu_ms_per_request"] for run in runs),
             "cpu_ratio": statistics.median(run["cpu_ratio"] for run in runs),
+            "database_cpu_ms": (None if runs[0].get("database_cpu_ms_per_request") is None
+                                else statistics.median(run["database_cpu_ms_per_request"] for run in runs)),
             "ratios": [round(run["ratio"], 3) for run in runs],
             "rss_mib": statistics.median(run["rss_mib_mean"] or 0 for run in runs),
             "rss_mib_max": max(run["rss_mib_max"] or 0 for run in runs),
@@ -106,8 +110,8 @@ def targets_table(sections: dict[str, dict[str, dict]]) -> str:
 
 def table(sections: dict[str, dict[str, dict]]) -> str:
     header = ("| endpoint | database | req/s | p50 ms | p99 ms | × floor | per-round × floor | server CPU ms/req "
-              "| RSS/worker MiB | load (1 min) | errors |\n"
-              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+              "| PostgreSQL CPU ms/req | RSS/worker MiB | load (1 min) | errors |\n"
+              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     lines = [header]
     for database, summary in sections.items():
         for name, row in summary.items():
@@ -116,8 +120,9 @@ def table(sections: dict[str, dict[str, dict]]) -> str:
             ratio = "—" if name == "bare" else f"{row['ratio']:.2f} of {FLOOR_NAMES[row['floor']]}"
             per_round = "—" if name == "bare" else ", ".join(f"{value:.2f}" for value in row["ratios"])
             label = LABELS[name.split("@")[0]] + (" — **before**" if "@" in name else "")
+            database_cpu = "—" if row.get("database_cpu_ms") is None else f"{row['database_cpu_ms']:.2f}"
             lines.append(f"| {label}{note} | {database} | {row['rps']:.0f} | {row['p50_ms']:.1f} | "
-                         f"{row['p99_ms']:.1f} | {ratio} | {per_round} | {row['cpu_ms']:.2f} | "
+                         f"{row['p99_ms']:.1f} | {ratio} | {per_round} | {row['cpu_ms']:.2f} | {database_cpu} | "
                          f"{row['rss_mib']:.0f} | {_load(row)} | {row['errors']} |")
     return "\n".join(lines)
 
