@@ -149,10 +149,10 @@ class Server:
             self.process.wait()
 
 
-def postgres_cpu_seconds() -> float:
-    """CPU used so far by the PostgreSQL server's processes alive now: its backends do the statements' work, which
+def postgres_cpu_seconds() -> dict[int, float]:
+    """CPU used so far by each PostgreSQL server process alive now: its backends do the statements' work, which
     the gateway's own CPU leaves out (SQLite's runs inside the gateway's workers)."""
-    total = 0.0
+    used = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             text = stat.read_text()
@@ -160,8 +160,16 @@ def postgres_cpu_seconds() -> float:
             continue
         name, _, rest = text.partition("(")[2].rpartition(")")
         if name == "postgres":
-            total += sum(int(value) for value in rest.split()[11:13]) / CLOCK_TICKS
-    return total
+            used[int(stat.parent.name)] = sum(int(value) for value in rest.split()[11:13]) / CLOCK_TICKS
+    return used
+
+
+def postgres_cpu_since(before: dict[int, float]) -> float:
+    """CPU the PostgreSQL processes used since `before`: per process, so that one that exited meanwhile (a
+    backend of a closed connection) takes nothing away, and one that started counts whole (also under a reused pid,
+    when it has used less than its predecessor had)."""
+    return sum(seconds - before.get(pid, 0.0) if seconds >= before.get(pid, 0.0) else seconds
+               for pid, seconds in postgres_cpu_seconds().items())
 
 
 class Bench:
@@ -214,7 +222,7 @@ class Bench:
         cpu_before = server.cpu_seconds()
         done = subprocess.run(command, capture_output=True, text=True, timeout=duration + 60)
         cpu = server.cpu_seconds() - cpu_before
-        database_cpu = postgres_cpu_seconds() - database_cpu_before if on_postgres else None
+        database_cpu = postgres_cpu_since(database_cpu_before) if on_postgres else None
         lines = [line for line in done.stdout.splitlines() if line.startswith("BENCH_JSON ")]
         if done.returncode != 0 or not lines:
             raise BenchError(f"wrk failed ({done.returncode}): {done.stdout[-1000:]} {done.stderr[-1000:]}")
