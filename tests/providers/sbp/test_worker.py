@@ -104,3 +104,15 @@ def test_an_expired_order_is_asked_about_twice_and_its_closed_payment_stores_not
     asked = get_states(tbank, payment_id)
     turns(tbank_app, 30)
     assert get_states(tbank, payment_id) == asked
+
+
+def test_a_late_check_that_finds_t_bank_down_is_made_again_on_the_next_turn(tbank_app, tbank):
+    client = tbank_app.test_client()
+    payment_id = expired_order(tbank_app, client, tbank)
+    tbank.set_status(payment_id, "CONFIRMED")
+    turns(tbank_app, 4)  # 5 minutes after the deadline: the first checkpoint is one turn away
+    tbank.fail_next(1)
+    turns(tbank_app, 1)
+    assert status(client, "t-1")["status"] == "expired" and events(tbank_app) == []
+    turns(tbank_app, 1)
+    assert status(client, "t-1")["status"] == "paid" and balance(client, BUYER) == 20
