@@ -97,10 +97,10 @@ preload_app = False
 
 # Imported once in the master and inherited by every worker at fork: a worker
 # then boots in about 0.2 s of CPU instead of 0.75 s, which is what a restart
-# by max_requests costs the requests in flight.  None of them opens a file,
-# socket or thread on import.  The gateway's own modules stay out, so HUP
-# still starts workers with new code; a library upgrade needs a restart
-# (`systemctl restart webhook`, as deploy/install.sh does).
+# by max_requests costs the requests in flight.  None of them connects,
+# starts a thread or keeps a file open on import.  The gateway's own modules
+# stay out, so HUP still starts workers with new code; a library upgrade needs
+# a restart (`systemctl restart webhook`, as deploy/install.sh does).
 PRELOADED_LIBRARIES = (
     "flask", "flask_sqlalchemy", "flask_migrate", "flask_wtf", "sqlalchemy.orm",
     "sqlalchemy.dialects.sqlite", "sqlalchemy.dialects.postgresql.psycopg", "psycopg",
