@@ -139,22 +139,22 @@ class SQLiteConnection(sqlite3.Connection):
             raise
 
     def commit(self) -> None:
-        try:
-            super().commit()
-        finally:
-            if self.writer_lock is not None:
-                self.writer_lock.release()
+        self._then_let_go(super().commit)
 
     def rollback(self) -> None:
-        try:
-            super().rollback()
-        finally:
-            if self.writer_lock is not None:
-                self.writer_lock.release()
+        self._then_let_go(super().rollback)
 
     def close(self) -> None:
+        self._then_let_go(super().close, closing=True)
+
+    def _then_let_go(self, end, *, closing: bool = False) -> None:
+        """End the transaction (or the connection), then release the writer lock (or close its file) however the
+        end went."""
         try:
-            super().close()
+            end()
         finally:
             if self.writer_lock is not None:
-                self.writer_lock.close()
+                if closing:
+                    self.writer_lock.close()
+                else:
+                    self.writer_lock.release()
