@@ -10,10 +10,16 @@ one's is what the gateway's own code costs on top of Flask and gunicorn.
 - `POST /bare/write` stores the raw body in one committed transaction through the bare driver
   (sqlite3 or psycopg, on DATABASE_URL, with the gateway's durability settings): the floor for any
   endpoint that must commit before it answers, as a webhook must.
+- `POST /bare/shape` runs a new webhook's statements and nothing else: the look-up of its key outside any
+  transaction, then in one committed transaction the event's conflict-ignoring INSERT, the locked read and
+  UPDATE of a row, four more conflict-ignoring INSERTs and the event's UPDATE, each its own round trip, as
+  services/events.py runs them. Not a target's floor: it tells how much of a webhook's cost the statements
+  SPEC §5 asks for take by themselves, before any of the gateway's own work.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import sqlite3
 from urllib.parse import urlsplit
@@ -23,6 +29,10 @@ from flask import Flask, request
 
 app = Flask(__name__)
 TABLE = "bench_bare_writes"
+SHAPE_TABLE = "bench_bare_shape"
+# The rows a new webhook adds after its event: fulfilment claim, ledger entry, two outbox rows.
+SHAPE_KINDS = ("fulfilment", "ledger", "merchant", "buyer")
+_shape_keys = itertools.count()
 _connections: dict[int, sqlite3.Connection | psycopg.Connection] = {}
 
 
@@ -50,10 +60,14 @@ def create_table() -> None:
     if isinstance(connection, sqlite3.Connection):
         connection.execute(f"CREATE TABLE IF NOT EXISTS {TABLE} (id INTEGER PRIMARY KEY, body BLOB NOT NULL)")
         connection.execute(f"INSERT INTO {TABLE} (body) VALUES (?)", (b'{"success": true}',))
+        connection.execute(f"CREATE TABLE IF NOT EXISTS {SHAPE_TABLE} (id INTEGER PRIMARY KEY, kind TEXT NOT NULL, "
+                           "key TEXT NOT NULL, state TEXT NOT NULL, body BLOB NOT NULL, UNIQUE (kind, key))")
     else:
         with connection.transaction():
             connection.execute(f"CREATE TABLE IF NOT EXISTS {TABLE} (id SERIAL PRIMARY KEY, body BYTEA NOT NULL)")
             connection.execute(f"INSERT INTO {TABLE} (body) VALUES (%s)", (b'{"success": true}',))
+            connection.execute(f"CREATE TABLE IF NOT EXISTS {SHAPE_TABLE} (id SERIAL PRIMARY KEY, kind TEXT NOT NULL, "
+                               "key TEXT NOT NULL, state TEXT NOT NULL, body BYTEA NOT NULL, UNIQUE (kind, key))")
     connection.close()
 
 
@@ -84,3 +98,44 @@ def bare_write():
         with connection.transaction():
             connection.execute(f"INSERT INTO {TABLE} (body) VALUES (%s)", (body,))
     return {"success": True}
+
+
+@app.post("/bare/shape")
+def bare_shape():
+    body, connection = request.get_data(), _connection()
+    key = f"{os.getpid()}-{next(_shape_keys)}"
+    if isinstance(connection, sqlite3.Connection):
+        _shape_look_up(connection, "?", key)
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            _shape_writes(connection, "?", "", body, key)
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        connection.execute("COMMIT")
+    else:
+        # As services/driver.py: fetch_one: the look-up in autocommit, one round trip.
+        connection.autocommit = True
+        _shape_look_up(connection, "%s", key)
+        connection.autocommit = False
+        with connection.transaction():
+            _shape_writes(connection, "%s", " FOR UPDATE", body, key)
+    return {"success": True}
+
+
+def _shape_look_up(connection, mark: str, key: str) -> None:
+    seen = connection.execute(f"SELECT id, state FROM {SHAPE_TABLE} WHERE kind = {mark} AND key = {mark}",
+                              ("event", key)).fetchone()
+    if seen is not None:
+        raise RuntimeError(f"shape key {key} used twice")
+
+
+def _shape_writes(connection, mark: str, lock: str, body: bytes, key: str) -> None:
+    insert = (f"INSERT INTO {SHAPE_TABLE} (kind, key, state, body) VALUES ({mark}, {mark}, 'new', {mark}) "
+              "ON CONFLICT DO NOTHING RETURNING id")
+    event = connection.execute(insert, ("event", key, body)).fetchone()[0]
+    connection.execute(f"SELECT id, state FROM {SHAPE_TABLE} WHERE id = {mark}{lock}", (event,)).fetchone()
+    connection.execute(f"UPDATE {SHAPE_TABLE} SET state = 'paid' WHERE id = {mark}", (event,))
+    for kind in SHAPE_KINDS:
+        connection.execute(insert, (kind, key, b'{"kind": "%s"}' % kind.encode())).fetchone()
+    connection.execute(f"UPDATE {SHAPE_TABLE} SET state = 'processed' WHERE id = {mark}", (event,))

@@ -53,10 +53,10 @@ STATUS_ORDER_REQUEST = {"amount": "1.5", "currency": "USDT", "provider": "crypto
 CRYPTOBOT_TOKEN = "1234:bench-crypto-pay-token-0123456789abcdef"
 # What seed_events.py gives each order: its ledger entry's amount.
 ORDER_CREDIT = 100
-ENDPOINTS = ("bare", "bare_read", "bare_write", "new", "repeat", "status", "payment")
+ENDPOINTS = ("bare", "bare_read", "bare_write", "bare_shape", "new", "repeat", "status", "payment")
 # The floor each row is measured against (its ratio is req/s ÷ the floor's req/s of the same round).
-FLOORS = {"bare": "bare", "bare_read": "bare", "bare_write": "bare", "new": "bare_write", "repeat": "bare_read",
-          "status": "bare_read", "payment": "bare"}
+FLOORS = {"bare": "bare", "bare_read": "bare", "bare_write": "bare", "bare_shape": "bare_write", "new": "bare_write",
+          "repeat": "bare_read", "status": "bare_read", "payment": "bare"}
 
 
 class BenchError(RuntimeError):
@@ -298,6 +298,8 @@ class Bench:
             runs["bare_read"] = self.wrk(self.bare, "/bare/read", "get", [], duration)
         if "bare_write" in wanted:
             runs["bare_write"] = self.wrk(self.bare, "/bare/write", "post", [], duration)
+        if "bare_shape" in wanted:
+            runs["bare_shape"] = self.wrk(self.bare, "/bare/shape", "post", [], duration)
         servers = [("", self.app)] + ([("@before", self.before)] if self.before is not None else [])
         # Before and after alternate, and which goes first alternates by round.
         if self.before is not None and int(label.lstrip("rb") or 1) % 2 == 0:

@@ -21,3 +21,21 @@ def test_read_and_write_floors_use_the_database(tmp_path, monkeypatch):
     stored = sqlite3.connect(path).execute(f"SELECT body FROM {bare_app.TABLE} ORDER BY id").fetchall()
     assert stored == [(b'{"success": true}',), (b'{"n": 1}',)]
     assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_shape_runs_a_webhooks_statements_and_commits_them(tmp_path, monkeypatch):
+    path = tmp_path / "bench.db"
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{path}")
+    monkeypatch.setattr(bare_app, "_connections", {})
+    bare_app.create_table()
+    client = bare_app.app.test_client()
+
+    for _ in range(2):
+        assert client.post("/bare/shape", data=b'{"n": 1}', content_type="application/json").status_code == 200
+
+    rows = sqlite3.connect(path).execute(
+        f"SELECT kind, state, body FROM {bare_app.SHAPE_TABLE} ORDER BY id").fetchall()
+    assert len(rows) == 10
+    events = [row for row in rows if row[0] == "event"]
+    assert events == [("event", "processed", b'{"n": 1}')] * 2
+    assert sorted(row[0] for row in rows if row[0] != "event") == sorted(bare_app.SHAPE_KINDS * 2)
