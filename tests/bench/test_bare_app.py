@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sqlite3
 
+from sqlalchemy import create_engine, text
+
 from bench import bare_app
 
 
@@ -23,19 +25,25 @@ def test_read_and_write_floors_use_the_database(tmp_path, monkeypatch):
     assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
-def test_shape_runs_a_webhooks_statements_and_commits_them(tmp_path, monkeypatch):
-    path = tmp_path / "bench.db"
-    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{path}")
-    monkeypatch.setattr(bare_app, "_connections", {})
+
+def test_shape_runs_a_webhooks_statements_and_commits_them(database_url, monkeypatch):
+    """On the suite's database (SQLite, or PostgreSQL with its FOR UPDATE and autocommit look-up)."""
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    connections = {}
+    monkeypatch.setattr(bare_app, "_connections", connections)
     bare_app.create_table()
     client = bare_app.app.test_client()
+    try:
+        for _ in range(2):
+            assert client.post("/bare/shape", data=b'{"n": 1}', content_type="application/json").status_code == 200
+    finally:
+        for connection in connections.values():
+            connection.close()
 
-    for _ in range(2):
-        assert client.post("/bare/shape", data=b'{"n": 1}', content_type="application/json").status_code == 200
-
-    rows = sqlite3.connect(path).execute(
-        f"SELECT kind, state, body FROM {bare_app.SHAPE_TABLE} ORDER BY id").fetchall()
-    assert len(rows) == 10
-    events = [row for row in rows if row[0] == "event"]
-    assert events == [("event", "processed", b'{"n": 1}')] * 2
-    assert sorted(row[0] for row in rows if row[0] != "event") == sorted(bare_app.SHAPE_KINDS * 2)
+    engine = create_engine(database_url)
+    with engine.connect() as connection:
+        rows = connection.execute(text(f"SELECT kind, state, body FROM {bare_app.SHAPE_TABLE} ORDER BY id")).all()
+    engine.dispose()
+    assert [(kind, state, bytes(body)) for kind, state, body in rows if kind == "event"] == \
+        [("event", "processed", b'{"n": 1}')] * 2
+    assert sorted(kind for kind, _state, _body in rows if kind != "event") == sorted(bare_app.SHAPE_KINDS * 2)
