@@ -19,6 +19,7 @@ from blueprints.errors import register_error_handlers
 from blueprints.input_guard import register_input_guard
 from blueprints.requests_log import register_request_hooks
 from blueprints.security_headers import register_security_headers
+from blueprints.status_reader import StatusReader
 from commands import register_commands
 from services.db import db, migrate
 from services.db_engine import configure_engine, engine_options
@@ -78,6 +79,8 @@ def create_app(environ: Mapping[str, str] | None = None) -> Flask:
         Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     app.json = DecimalJSONProvider(app)
     app.session_interface = ConsoleSessionInterface()
+    # Inside ProxyFix, so the status reader sees the client's address as Flask does.
+    app.wsgi_app = StatusReader(app, app.wsgi_app)
     if settings.proxy_hops:
         hops = settings.proxy_hops
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)

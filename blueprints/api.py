@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, request
 
 from blueprints.http import load_body, note_order, now, require_bearer, settings
+from blueprints.status_reader import READ_FAILED
 from services import audit, ledger, payments, qr, renewals
 from services.errors import InvalidRequest, NotFound
 from services.orders import status_of
@@ -33,6 +34,10 @@ def create_payment():
 @api_token
 def order_status(order_id: str):
     note_order(order_id)
+    # The status reader in front of Flask asked the database already: answer its failure, do not ask again.
+    failed = request.environ.pop(READ_FAILED, None)
+    if failed is not None:
+        raise failed
     return status_of(order_id)  # already what OrderStatusSchema would dump (orders.status_view)
 
 

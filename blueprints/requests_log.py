@@ -12,7 +12,7 @@ from flask import Flask, Response, g, request
 from services import metrics
 
 logger = logging.getLogger("webhook.request")
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+REQUEST_ID_FORMAT = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
 def new_request_id() -> str:
@@ -26,7 +26,7 @@ def register_request_hooks(app: Flask) -> None:
     def _start():
         given = request.environ.get("HTTP_X_REQUEST_ID", "")
         context = g._get_current_object()
-        context.request_id = given if _REQUEST_ID.match(given) else new_request_id()
+        context.request_id = given if REQUEST_ID_FORMAT.match(given) else new_request_id()
         context.started = time.perf_counter()
 
     @app.after_request

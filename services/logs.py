@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import IO
 
 from flask import g, has_request_context
 from pythonjsonlogger.json import JsonFormatter
@@ -43,7 +44,13 @@ def configure_logging(level: str) -> None:
     if any(getattr(handler, "_webhook_json", False) for handler in root.handlers):
         root.setLevel(level)
         return
-    handler = logging.StreamHandler(sys.stdout)
+    root.addHandler(json_handler(sys.stdout))
+    root.setLevel(level)
+
+
+def json_handler(stream: IO[str]) -> logging.Handler:
+    """One JSON object per line on `stream`, with the request id and orderId where known."""
+    handler = logging.StreamHandler(stream)
     handler._webhook_json = True
     handler.setFormatter(JsonFormatter(
         "%(asctime)s %(levelname)s %(name)s %(message)s",
@@ -51,5 +58,4 @@ def configure_logging(level: str) -> None:
         datefmt="%Y-%m-%dT%H:%M:%S%z",
     ))
     handler.addFilter(RequestContextFilter())
-    root.addHandler(handler)
-    root.setLevel(level)
+    return handler

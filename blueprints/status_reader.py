@@ -1,0 +1,89 @@
+"""GET /api/status/<orderId> answered in front of Flask: the hottest read, polled by every merchant's backend.
+
+Flask's request context, routing, hooks and response object cost more than twice the read itself
+(docs/performance.md). This WSGI layer answers an authorised status read of a well-formed orderId with what
+the Flask route sends — the same body bytes and headers, the same request log line and request metrics —
+and hands every other request to Flask untouched. When the read itself fails (no such order, database down),
+Flask answers that failure as it answers any other: the failure travels in the environ to the route, which
+raises it instead of asking the database a second time.
+
+tests/blueprints/test_status_reader.py holds the two paths together, and fails when a hook is added to every
+request that this layer does not know of.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any, Callable, Iterable
+
+from flask import Flask
+
+from blueprints.http import matches_any
+from blueprints.input_guard import UNPREFIXED_HEADERS
+from blueprints.requests_log import REQUEST_ID_FORMAT, logger, new_request_id
+from services import metrics
+from services.orders import status_of
+
+PREFIX = "/api/status/"
+RULE = "/api/status/<order_id>"
+# Where a failed read waits for the Flask route (blueprints/api.py: order_status) to raise it.
+READ_FAILED = "gateway.status_read_failed"
+# The orderIds POST /api/payment accepts (services/schemas.py: ORDER_ID_PATTERN); any other path goes to Flask.
+_ORDER_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+# As Flask's JSON provider renders a response outside debug mode.
+_COMPACT = {"separators": (",", ":")}
+
+
+class StatusReader:
+    """WSGI middleware: `app.wsgi_app = StatusReader(app, app.wsgi_app)`, inside any ProxyFix."""
+
+    def __init__(self, app: Flask, inner: Callable):
+        self.app, self.inner = app, inner
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
+        started = time.perf_counter()
+        order_id = self._order_id(environ)
+        if order_id is None or not self._authorised(environ):
+            return self.inner(environ, start_response)
+        with self.app.app_context():
+            try:
+                view = status_of(order_id)
+            except Exception as exc:
+                environ[READ_FAILED] = exc
+                return self.inner(environ, start_response)
+        body = (self.app.json.dumps(view, **_COMPACT) + "\n").encode()
+        given = environ.get("HTTP_X_REQUEST_ID", "")
+        request_id = given if REQUEST_ID_FORMAT.match(given) else new_request_id()
+        path = environ["PATH_INFO"]
+        seconds = time.perf_counter() - started
+        metrics.record_request(RULE, "GET", 200, seconds)
+        logger.info("%s %s %s", "GET", path, 200, extra={
+            "event": "request", "method": "GET", "path": path, "status": 200,
+            "duration_ms": round(seconds * 1000, 2), "remote_addr": environ.get("REMOTE_ADDR"),
+            "request_id": request_id, "order_id": order_id})
+        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body))),
+                                  ("X-Request-ID", request_id), ("X-Content-Type-Options", "nosniff")])
+        return [body]
+
+    def _order_id(self, environ: dict[str, Any]) -> str | None:
+        """The orderId of a plain status read this layer may answer; None sends the request to Flask."""
+        path = environ.get("PATH_INFO", "")
+        if environ.get("REQUEST_METHOD") != "GET" or not path.startswith(PREFIX) or environ.get("QUERY_STRING") \
+                or self.app.debug:
+            return None
+        order_id = path[len(PREFIX):]
+        if not _ORDER_ID.fullmatch(order_id):
+            return None
+        # Flask's NUL guard (blueprints/input_guard.py) answers a header holding one.
+        if any("\x00" in value for key, value in environ.items()
+               if isinstance(value, str) and (key.startswith("HTTP_") or key in UNPREFIXED_HEADERS)):
+            return None
+        return order_id
+
+    def _authorised(self, environ: dict[str, Any]) -> bool:
+        """The API's bearer check (blueprints/http.py: require_bearer); Flask answers a refusal."""
+        secrets = self.app.config["SETTINGS"].api_tokens
+        scheme, _, presented = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
+        return bool(secrets) and scheme.lower() == "bearer" and bool(presented) and \
+            matches_any(presented.strip(), secrets)
