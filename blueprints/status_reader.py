@@ -4,8 +4,8 @@ Flask's request context, routing, hooks and response object cost more than twice
 (docs/performance.md). This WSGI layer answers an authorised status read of a well-formed orderId with what
 the Flask route sends — the same body bytes and headers, the same request log line and request metrics —
 and hands every other request to Flask untouched. When the read itself fails (no such order, database down),
-Flask answers that failure as it answers any other: the failure travels in the environ to the route, which
-raises it instead of asking the database a second time.
+Flask answers that failure as it answers any other (a JSON error, logged): the failure travels in the environ
+to the route, which raises it instead of asking the database a second time.
 
 tests/blueprints/test_status_reader.py holds the two paths together, and fails when a hook is added to every
 request that this layer does not know of.
@@ -48,11 +48,10 @@ class StatusReader:
             return self.inner(environ, start_response)
         with self.app.app_context():
             try:
-                view = status_of(order_id)
+                body = (self.app.json.dumps(status_of(order_id), **_COMPACT) + "\n").encode()
             except Exception as exc:
                 environ[READ_FAILED] = exc
                 return self.inner(environ, start_response)
-        body = (self.app.json.dumps(view, **_COMPACT) + "\n").encode()
         given = environ.get("HTTP_X_REQUEST_ID", "")
         request_id = given if REQUEST_ID_FORMAT.match(given) else new_request_id()
         path = environ["PATH_INFO"]

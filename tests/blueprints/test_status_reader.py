@@ -115,6 +115,16 @@ def test_a_database_failure_is_flasks_503_after_one_attempt(client, monkeypatch)
     assert len(asked) == 1
 
 
+def test_an_answer_that_cannot_be_rendered_is_flasks_logged_500(client, app, monkeypatch, caplog):
+    create(client, orderId="plain-1", amount="10.50", telegramId=7)
+    monkeypatch.setattr(orders, "status_view", lambda *args: {"success": True, "unrenderable": object()})
+
+    response = client.get("/api/status/plain-1", headers=AUTH)
+
+    assert_error(response, 500)
+    assert any(record.exc_info for record in caplog.records)
+
+
 @pytest.mark.parametrize("path, headers, expected", [
     ("/api/status/plain-1", {}, 401),
     ("/api/status/plain-1", {"Authorization": "Bearer wrong-token"}, 401),
