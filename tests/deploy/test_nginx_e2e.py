@@ -433,6 +433,25 @@ def test_app_logs_the_client_address_nginx_forwarded_not_a_spoofed_one(site, app
     assert entry["status"] == 200
 
 
+def test_the_status_read_logs_the_client_address_nginx_forwarded(site, app):
+    """GET /api/status is answered in front of Flask (blueprints/status_reader.py): inside ProxyFix, as Flask."""
+    order_id, request_id = "e2e-" + uuid.uuid4().hex[:16], "e2e-" + uuid.uuid4().hex
+    auth = {"Authorization": f"Bearer {API_TOKEN}"}
+    with site.session(OUTSIDE_CLIENT) as s:
+        created = s.post(site.https("/api/payment"), json={"amount": 100, "orderId": order_id}, headers=auth,
+                         timeout=15)
+        assert created.status_code == 201, created.text
+        r = s.get(site.https(f"/api/status/{order_id}"), timeout=10,
+                  headers={**auth, "X-Request-ID": request_id, "X-Forwarded-For": "203.0.113.66"})
+    assert r.status_code == 200, r.text
+    assert r.json()["orderId"] == order_id
+    assert r.headers["X-Request-ID"] == request_id
+    assert r.headers["X-Content-Type-Options"] == "nosniff"
+    entry = request_log_entry(app.log_path, request_id)
+    assert entry["remote_addr"] == OUTSIDE_CLIENT
+    assert (entry["path"], entry["status"], entry["order_id"]) == (f"/api/status/{order_id}", 200, order_id)
+
+
 def test_metrics_is_open_to_the_local_host(site, app):
     with site.session(LOCAL_CLIENT) as s:
         r = s.get(site.https("/metrics"), timeout=10)
