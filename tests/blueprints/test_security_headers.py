@@ -63,6 +63,12 @@ def test_every_other_response_is_nosniff(client, path, headers):
         assert response.headers["X-Content-Type-Options"] == "nosniff"
 
 
+def test_a_status_read_answered_in_front_of_flask_is_nosniff_too(client):
+    create_order(client, "status-1")
+    response = client.get("/api/status/status-1", headers=AUTH)
+    assert response.status_code == 200 and response.headers["X-Content-Type-Options"] == "nosniff"
+
+
 def test_svg_qr_images_carry_a_policy_as_documents_do(client):
     create_order(client, "svg-1")
     response = client.get("/api/payment/svg-1/qr.svg")
