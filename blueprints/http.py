@@ -51,6 +51,12 @@ def matches_any(presented: str, secrets: tuple[str, ...]) -> bool:
     return matched
 
 
+def bearer_matches(authorization: str, secrets: tuple[str, ...]) -> bool:
+    """`Bearer <token>` (scheme in any case) naming one of `secrets`, compared in constant time."""
+    scheme, _, presented = authorization.partition(" ")
+    return scheme.lower() == "bearer" and bool(presented) and matches_any(presented.strip(), secrets)
+
+
 def require_bearer(secrets_of: Callable[[Settings], tuple[str, ...]], feature: str):
     """Decorator: 503 when no secret is configured, 401 unless the bearer token matches one."""
     def decorator(view):
@@ -59,8 +65,7 @@ def require_bearer(secrets_of: Callable[[Settings], tuple[str, ...]], feature: s
             secrets = secrets_of(settings())
             if not secrets:
                 raise NotConfigured(f"{feature} is not configured on this server.")
-            scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
-            if scheme.lower() != "bearer" or not presented or not matches_any(presented.strip(), secrets):
+            if not bearer_matches(request.headers.get("Authorization", ""), secrets):
                 raise Unauthorized("A valid bearer token is required.")
             return view(*args, **kwargs)
         return wrapper

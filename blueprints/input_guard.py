@@ -38,9 +38,7 @@ def _has_nul() -> bool:
     # on the hot webhook and status paths.
     if "\x00" in current.path or _encodes_nul(current.query_string):
         return True
-    # The headers as the WSGI server gave them (request.headers would rebuild every name).
-    if any("\x00" in value for key, value in current.environ.items()
-           if isinstance(value, str) and (key.startswith("HTTP_") or key in UNPREFIXED_HEADERS)):
+    if headers_hold_nul(current.environ):
         return True
     mimetype = current.mimetype
     if mimetype == FORM:
@@ -48,6 +46,12 @@ def _has_nul() -> bool:
     # Flask reads the console's form fields from a multipart body just the same.
     return mimetype == MULTIPART and any(
         "\x00" in name or "\x00" in value for name, value in current.form.items(multi=True))
+
+
+def headers_hold_nul(environ: dict[str, Any]) -> bool:
+    """Any request header holding NUL, read as the WSGI server gave it (request.headers would rebuild every name)."""
+    return any("\x00" in value for key, value in environ.items()
+               if isinstance(value, str) and (key.startswith("HTTP_") or key in UNPREFIXED_HEADERS))
 
 
 def _encodes_nul(raw: bytes) -> bool:

@@ -6,6 +6,7 @@ import logging
 import random
 import re
 import time
+from typing import Any
 
 from flask import Flask, Response, g, request
 
@@ -21,12 +22,35 @@ def new_request_id() -> str:
     return f"{random.getrandbits(128):032x}"
 
 
+def request_id_of(environ: dict[str, Any]) -> str:
+    """The caller's X-Request-ID when it is a plain token, else a new one."""
+    given = environ.get("HTTP_X_REQUEST_ID", "")
+    return given if REQUEST_ID_FORMAT.match(given) else new_request_id()
+
+
+def record_request(rule: str | None, method: str, path: str, status: int, seconds: float | None,
+                   remote_addr: str | None, request_id: str, order_id: str | None = None) -> None:
+    """The request's metrics and its one log line (SPEC §7)."""
+    metrics.record_request(rule, method, status, seconds)
+    extra = {
+        "event": "request",
+        "method": method,
+        "path": path,
+        "status": status,
+        "duration_ms": round(seconds * 1000, 2) if seconds is not None else None,
+        "remote_addr": remote_addr,
+        "request_id": request_id,
+    }
+    if order_id is not None:
+        extra["order_id"] = order_id
+    logger.info("%s %s %s", method, path, status, extra=extra)
+
+
 def register_request_hooks(app: Flask) -> None:
     @app.before_request
     def _start():
-        given = request.environ.get("HTTP_X_REQUEST_ID", "")
         context = g._get_current_object()
-        context.request_id = given if REQUEST_ID_FORMAT.match(given) else new_request_id()
+        context.request_id = request_id_of(request.environ)
         context.started = time.perf_counter()
 
     @app.after_request
@@ -37,16 +61,7 @@ def register_request_hooks(app: Flask) -> None:
         response.headers["X-Request-ID"] = request_id
         started = context.get("started")
         seconds = time.perf_counter() - started if started else None
-        duration_ms = round(seconds * 1000, 2) if seconds is not None else None
-        method, path, status = current.method, current.path, response.status_code
-        metrics.record_request(current.url_rule.rule if current.url_rule else None, method, status, seconds)
-        logger.info("%s %s %s", method, path, status, extra={
-            "event": "request",
-            "method": method,
-            "path": path,
-            "status": status,
-            "duration_ms": duration_ms,
-            "remote_addr": current.remote_addr,
-            "request_id": request_id,
-        })
+        # The orderId, when a view noted one, is added by the log filter (services/logs.py) from g.
+        record_request(current.url_rule.rule if current.url_rule else None, current.method, current.path,
+                       response.status_code, seconds, current.remote_addr, request_id)
         return response

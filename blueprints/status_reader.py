@@ -19,18 +19,18 @@ from typing import Any, Callable, Iterable
 
 from flask import Flask
 
-from blueprints.http import matches_any
-from blueprints.input_guard import UNPREFIXED_HEADERS
-from blueprints.requests_log import REQUEST_ID_FORMAT, logger, new_request_id
-from services import metrics
+from blueprints.http import bearer_matches
+from blueprints.input_guard import headers_hold_nul
+from blueprints.requests_log import record_request, request_id_of
 from services.orders import status_of
+from services.schemas import ORDER_ID_PATTERN
 
 PREFIX = "/api/status/"
 RULE = "/api/status/<order_id>"
 # Where a failed read waits for the Flask route (blueprints/api.py: order_status) to raise it.
 READ_FAILED = "gateway.status_read_failed"
-# The orderIds POST /api/payment accepts (services/schemas.py: ORDER_ID_PATTERN); any other path goes to Flask.
-_ORDER_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+# The orderIds POST /api/payment accepts; any other path goes to Flask.
+_ORDER_ID = re.compile(ORDER_ID_PATTERN)
 # As Flask's JSON provider renders a response outside debug mode.
 _COMPACT = {"separators": (",", ":")}
 
@@ -52,15 +52,9 @@ class StatusReader:
             except Exception as exc:
                 environ[READ_FAILED] = exc
                 return self.inner(environ, start_response)
-        given = environ.get("HTTP_X_REQUEST_ID", "")
-        request_id = given if REQUEST_ID_FORMAT.match(given) else new_request_id()
-        path = environ["PATH_INFO"]
-        seconds = time.perf_counter() - started
-        metrics.record_request(RULE, "GET", 200, seconds)
-        logger.info("%s %s %s", "GET", path, 200, extra={
-            "event": "request", "method": "GET", "path": path, "status": 200,
-            "duration_ms": round(seconds * 1000, 2), "remote_addr": environ.get("REMOTE_ADDR"),
-            "request_id": request_id, "order_id": order_id})
+        request_id = request_id_of(environ)
+        record_request(RULE, "GET", environ["PATH_INFO"], 200, time.perf_counter() - started,
+                       environ.get("REMOTE_ADDR"), request_id, order_id)
         start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body))),
                                   ("X-Request-ID", request_id), ("X-Content-Type-Options", "nosniff")])
         return [body]
@@ -72,17 +66,12 @@ class StatusReader:
                 or self.app.debug:
             return None
         order_id = path[len(PREFIX):]
-        if not _ORDER_ID.fullmatch(order_id):
-            return None
         # Flask's NUL guard (blueprints/input_guard.py) answers a header holding one.
-        if any("\x00" in value for key, value in environ.items()
-               if isinstance(value, str) and (key.startswith("HTTP_") or key in UNPREFIXED_HEADERS)):
+        if not _ORDER_ID.match(order_id) or headers_hold_nul(environ):
             return None
         return order_id
 
     def _authorised(self, environ: dict[str, Any]) -> bool:
         """The API's bearer check (blueprints/http.py: require_bearer); Flask answers a refusal."""
         secrets = self.app.config["SETTINGS"].api_tokens
-        scheme, _, presented = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
-        return bool(secrets) and scheme.lower() == "bearer" and bool(presented) and \
-            matches_any(presented.strip(), secrets)
+        return bool(secrets) and bearer_matches(environ.get("HTTP_AUTHORIZATION", ""), secrets)
