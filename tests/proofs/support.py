@@ -177,6 +177,11 @@ class Sender:
         with self._progress:
             return self._done
 
+    def unanswered(self) -> int:
+        """Deliveries so far that got no HTTP answer at all (a killed worker's requests)."""
+        with self._progress:
+            return sum(1 for outcome in self._results if outcome is not None and outcome.status is None)
+
     def wait_done(self, count: int, timeout: float = 120.0) -> None:
         """Block until `count` deliveries have an outcome (the fault injector's trigger)."""
         with self._progress:
