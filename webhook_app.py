@@ -12,11 +12,12 @@ from flask import Flask
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from blueprints import register_blueprints
+from blueprints import register_blueprints, repeat_routes
 from blueprints.bounded_request import BoundedRequest
 from blueprints.console import ConsoleSessionInterface
 from blueprints.errors import register_error_handlers
 from blueprints.input_guard import register_input_guard
+from blueprints.repeat_reader import RepeatReader
 from blueprints.requests_log import register_request_hooks
 from blueprints.security_headers import register_security_headers
 from blueprints.status_reader import StatusReader
@@ -79,8 +80,8 @@ def create_app(environ: Mapping[str, str] | None = None) -> Flask:
         Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     app.json = DecimalJSONProvider(app)
     app.session_interface = ConsoleSessionInterface()
-    # Inside ProxyFix, so the status reader sees the client's address as Flask does.
-    app.wsgi_app = StatusReader(app, app.wsgi_app)
+    # Inside ProxyFix, so both readers see the client's address as Flask does.
+    app.wsgi_app = StatusReader(app, RepeatReader(app, app.wsgi_app, repeat_routes()))
     if settings.proxy_hops:
         hops = settings.proxy_hops
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)

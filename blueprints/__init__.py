@@ -7,6 +7,7 @@ from importlib import import_module
 from flask import Flask
 from werkzeug.routing import IntegerConverter
 
+from blueprints.repeat_reader import RepeatRoute
 from services.db import ROW_ID_MAX
 
 # One module per area or provider, each exposing `bp`.
@@ -34,6 +35,12 @@ class RowIdConverter(IntegerConverter):
 
     def __init__(self, url_map, *args, **kwargs):
         super().__init__(url_map, max=ROW_ID_MAX)
+
+
+def repeat_routes() -> list[RepeatRoute]:
+    """The provider webhook routes whose repeats are answered in front of Flask: each module's REPEAT, if any."""
+    modules = (import_module(name) for name in BLUEPRINT_MODULES)
+    return [module.REPEAT for module in modules if hasattr(module, "REPEAT")]
 
 
 def register_blueprints(app: Flask) -> None:

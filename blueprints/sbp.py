@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from flask import Blueprint, Response, request
 
 from blueprints.http import note_order, now, parse_json, settings
+from blueprints.repeat_reader import HeaderReader, RepeatRoute
 from blueprints.webhooks import delivery
+from services.notices import IngestResult
 from services.providers.sbp import inbound as sbp
 from services.providers.sbp.protocol import PROVIDER
+from webhook_config import Settings
 
-bp = Blueprint("sbp", __name__, url_prefix="/webhook/sbp")
+PREFIX = "/webhook/sbp"
+bp = Blueprint("sbp", __name__, url_prefix=PREFIX)
+# T-Bank retries anything but a plain-text OK, duplicates and ignored statuses included.
+ACKNOWLEDGEMENT = "OK"
 
 
 @bp.post("/tbank")
@@ -17,5 +25,15 @@ def tbank_notification():
     payload = parse_json(request.get_data(cache=True))
     result = sbp.receive_tbank_notification(payload, delivery(PROVIDER), settings(), now())
     note_order(result.order_id)
-    # T-Bank retries anything but a plain-text OK, duplicates and ignored statuses included.
-    return Response("OK", mimetype="text/plain")
+    return Response(ACKNOWLEDGEMENT, mimetype="text/plain")
+
+
+def _repeat_key(raw: bytes, header: HeaderReader, config: Settings, at: datetime) -> str:
+    return sbp.notification_key(parse_json(raw), config)
+
+
+def _acknowledge(result: IngestResult) -> str:
+    return ACKNOWLEDGEMENT
+
+
+REPEAT = RepeatRoute(f"{PREFIX}/tbank", PROVIDER, _repeat_key, _acknowledge)

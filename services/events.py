@@ -13,6 +13,7 @@ import logging
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -72,11 +73,44 @@ def rejection_logged(what: str, provider: str, header_present: bool) -> Iterator
 def ingest(delivery: Delivery, notice: Notice, settings: Settings, now: datetime) -> IngestResult:
     """Store the event and apply it; a repeat is a no-op. Database errors propagate (the caller answers 503)."""
     # A repeat needs only its key made storable; the whole notice is cleaned for the write path alone.
-    result = _already_settled(delivery.provider, _clean(notice.event_key))
+    result = _repeat_of(delivery.provider, _clean(notice.event_key))
     if result is None:
         result = _ingest_committed(_storable_delivery(delivery), _storable(notice), settings, now)
     metrics.record_webhook(delivery.provider, result.outcome)
     return result
+
+
+def settled_repeat(provider: str, event_key: str) -> IngestResult | None:
+    """The duplicate answer to a repeat of an event settled before, counted as ingest counts it; None when the
+    event is new or failed. For blueprints/repeat_reader.py, which answers repeats in front of Flask."""
+    result = _already_settled(provider, _clean(event_key))
+    if result is not None:
+        metrics.record_webhook(provider, result.outcome)
+    return result
+
+
+# What settled_repeat found for the delivery being received, so that its ingest does not ask the database again.
+_LOOKED_UP: ContextVar[tuple[str, str, Exception | None] | None] = ContextVar("looked_up", default=None)
+
+
+@contextmanager
+def looked_up(provider: str, event_key: str, failure: Exception | None = None) -> Iterator[None]:
+    """Within: settled_repeat found nothing settled under this key (or raised `failure`), so an ingest of the
+    same key goes straight to the write path, which decides under its lock as always (or raises `failure`)."""
+    token = _LOOKED_UP.set((provider, _clean(event_key), failure))
+    try:
+        yield
+    finally:
+        _LOOKED_UP.reset(token)
+
+
+def _repeat_of(provider: str, event_key: str) -> IngestResult | None:
+    looked = _LOOKED_UP.get()
+    if looked is None or looked[:2] != (provider, event_key):
+        return _already_settled(provider, event_key)
+    if looked[2] is not None:
+        raise looked[2]
+    return None
 
 
 # A repeat is a read: the event's row looked up by its unique key before any write transaction is opened.

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import io
 import json
-import logging
 
 import pytest
 from prometheus_client import REGISTRY
@@ -13,24 +11,11 @@ from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from blueprints.status_reader import RULE, StatusReader
 from services import orders
-from services.logs import json_handler
 from tests.conftest import API_TOKEN, AUTH
 from tests.helpers import assert_error, create
 
 PAID_WITH_PLAN = {"orderId": "plan-order.1", "amount": "990.00", "telegramId": 42, "credit": 5,
                   "subscription": {"plan": "vpn-month", "days": 30}, "metadata": {"note": "ключ", "n": 1}}
-
-
-@pytest.fixture
-def request_log():
-    """The request log lines as the production handler writes them, parsed."""
-    stream, logger = io.StringIO(), logging.getLogger("webhook.request")
-    handler, level = json_handler(stream), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    yield lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
-    logger.removeHandler(handler)
-    logger.setLevel(level)
 
 
 def reader_of(app) -> StatusReader:

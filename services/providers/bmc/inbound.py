@@ -34,6 +34,11 @@ def receive_event(event: Any, delivery: Delivery, settings: Settings, now: datet
     return events.ingest(delivery, notice, settings, now)
 
 
+def event_key(event: Any, raw_body: bytes, settings: Settings) -> str:
+    """The event key receive_event stores an authenticated event under (the order match does not change it)."""
+    return protocol.notice_from_event(event, raw_body, settings.bmc_currency).event_key
+
+
 def match_order(notice: Notice) -> tuple[str | None, str]:
     """The orderId this payment is for, and how it was chosen; None when no candidate names one order for sure."""
     if notice.action == REFUNDED and notice.provider_payment_id:

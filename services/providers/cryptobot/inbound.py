@@ -36,12 +36,23 @@ def authenticate(raw_body: bytes, header_value: str | None, settings: Settings) 
 def receive_update(update: Any, delivery: Delivery, settings: Settings, now: datetime) -> IngestResult:
     """Store and apply an authenticated update; a stale request_date is recorded, never refused."""
     notice = notice_from_body(update, delivery.verification)
-    sent = protocol.request_date(update)
-    if sent is not None and now - sent > STALE_AFTER:
+    sent = _stale_request_date(update, now)
+    if sent is not None:
         logger.warning("CryptoBot update with a stale request_date", extra={
             "provider": protocol.PROVIDER, "event_key": notice.event_key, "request_date": sent.isoformat()})
         delivery = dataclasses.replace(delivery, verification=STALE)
     return events.ingest(delivery, notice, settings, now)
+
+
+def fresh_event_key(update: Any, now: datetime) -> str | None:
+    """The event key receive_update stores an authenticated update under; None for a stale one, whose receipt
+    is flagged and logged, so that only receive_update handles it."""
+    return None if _stale_request_date(update, now) else protocol.notice_from_update(update).event_key
+
+
+def _stale_request_date(update: Any, now: datetime) -> datetime | None:
+    sent = protocol.request_date(update)
+    return sent if sent is not None and now - sent > STALE_AFTER else None
 
 
 def record_invoice(invoice: dict[str, Any], settings: Settings, now: datetime) -> IngestResult:

@@ -22,12 +22,22 @@ SANDBOX = "sandbox"
 def receive_tbank_notification(payload: object, delivery: Delivery, settings: Settings,
                                now: datetime) -> IngestResult:
     """Verify a T-Bank notification's Token, then store and apply it."""
+    _authenticate(payload, settings)
+    return events.ingest(delivery, protocol.notice_from_notification(payload), settings, now)
+
+
+def notification_key(payload: object, settings: Settings) -> str:
+    """The event key receive_tbank_notification stores a notification under, once its Token is verified."""
+    _authenticate(payload, settings)
+    return protocol.notice_from_notification(payload).event_key
+
+
+def _authenticate(payload: object, settings: Settings) -> None:
     if not (settings.tbank_terminal_key and settings.tbank_password):
         raise NotConfigured("T-Bank notifications are not configured (TBANK_TERMINAL_KEY, TBANK_PASSWORD).")
     protocol.verify_notification(payload, settings.tbank_terminal_key, settings.tbank_password)
     if not isinstance(payload, dict):
         raise MalformedPayload("The notification must be a JSON object.")
-    return events.ingest(delivery, protocol.notice_from_notification(payload), settings, now)
 
 
 def sandbox_pay(qrc_id: str, remote_addr: str | None, settings: Settings, now: datetime) -> IngestResult:
