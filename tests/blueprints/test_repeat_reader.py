@@ -159,6 +159,24 @@ def test_a_repeat_is_answered_in_front_of_flask_as_the_route_answers_it(paying, 
     assert balance(client, 7) == 5
 
 
+def forged(delivery: Delivery) -> Delivery:
+    """The same delivery with its signature (T-Bank: the Token inside the body) no longer matching."""
+    if not delivery.headers:
+        body = json.loads(delivery.body)
+        return Delivery(delivery.path, json.dumps({**body, "Token": "0" * 64}).encode(), {})
+    return Delivery(delivery.path, delivery.body, {name: "0" * 64 for name in delivery.headers})
+
+
+def test_a_repeat_whose_signature_fails_is_the_routes_401(paying, monkeypatch):
+    app, client, delivery = paying
+    assert send(client, delivery).status_code == 200
+    handed = flask_answers(app, monkeypatch)
+
+    response = send(client, forged(delivery))
+
+    assert response.status_code == 401 and handed == [delivery.path]
+
+
 def test_a_new_event_is_looked_up_once_and_settled_by_the_route(paying, looked_up, monkeypatch):
     app, client, delivery = paying
     handed = flask_answers(app, monkeypatch)
