@@ -22,6 +22,7 @@ from tests.blueprints.test_cryptobot import update_body
 from tests.fakes import crypto_pay_signature
 from tests.helpers import assert_error, balance, create
 from tests.providers.bmc.test_protocol import SECRET as BMC_SECRET
+from tests.support.hooks import REPRODUCED, hooks_on
 
 TBANK_KEY = TBANK_PASSWORD = "TinkoffBankTest"
 
@@ -332,23 +333,13 @@ def test_every_layer_route_is_a_flask_post_route(app):
 
 def test_every_hook_a_webhook_passes_through_is_one_the_layer_reproduces(app):
     """A hook added to every request, or to these blueprints, must be added to blueprints/repeat_reader.py too
-    (or the route left to Flask): this list is what the layer does in their place."""
-    def names(functions):
-        return sorted(f"{function.__module__}.{function.__qualname__}" for function in functions)
+    (or the route left to Flask): REPRODUCED is what the layer does in their place."""
+    endpoints = {rule.rule: rule.endpoint for rule in app.url_map.iter_rules()}
+    blueprints = [endpoints[route.path].rpartition(".")[0] for route in repeat_routes()]
 
-    for blueprint in ("cryptobot", "bmc", "sbp"):
-        hooks = {kind: names(getattr(app, kind).get(None, []) + getattr(app, kind).get(blueprint, []))
-                 for kind in ("before_request_funcs", "after_request_funcs", "teardown_request_funcs",
-                              "url_value_preprocessors")}
-        assert hooks == {
-            "before_request_funcs": ["blueprints.input_guard.register_input_guard.<locals>._refuse_nul",
-                                     "blueprints.requests_log.register_request_hooks.<locals>._start"],
-            "after_request_funcs": ["blueprints.requests_log.register_request_hooks.<locals>._finish",
-                                    "blueprints.security_headers.register_security_headers.<locals>."
-                                    "_security_headers"],
-            "teardown_request_funcs": [],
-            "url_value_preprocessors": [],
-        }
+    assert sorted(blueprints) == ["bmc", "cryptobot", "sbp"]
+    for blueprint in blueprints:
+        assert hooks_on(app, blueprint) == REPRODUCED
 
 
 def test_in_debug_mode_flask_answers(repeated_cryptobot, monkeypatch):

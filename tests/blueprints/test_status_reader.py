@@ -13,6 +13,7 @@ from blueprints.status_reader import RULE, StatusReader
 from services import orders
 from tests.conftest import API_TOKEN, AUTH
 from tests.helpers import assert_error, create
+from tests.support.hooks import REPRODUCED, hooks_on, names
 
 PAID_WITH_PLAN = {"orderId": "plan-order.1", "amount": "990.00", "telegramId": 42, "credit": 5,
                   "subscription": {"plan": "vpn-month", "days": 30}, "metadata": {"note": "ключ", "n": 1}}
@@ -159,19 +160,6 @@ def test_behind_a_proxy_the_reader_logs_the_forwarded_client(make_app, request_l
 
 def test_every_hook_a_status_read_passes_through_is_one_the_reader_reproduces(app):
     """A hook added to every request must be added to blueprints/status_reader.py too (or the route left to
-    Flask): this list is what the reader does in their place."""
-    def names(functions):
-        return sorted(f"{function.__module__}.{function.__qualname__}" for function in functions)
-
-    hooks = {kind: names(getattr(app, kind).get(None, []) + getattr(app, kind).get("api", []))
-             for kind in ("before_request_funcs", "after_request_funcs", "teardown_request_funcs",
-                          "url_value_preprocessors")}
-    assert hooks == {
-        "before_request_funcs": ["blueprints.input_guard.register_input_guard.<locals>._refuse_nul",
-                                 "blueprints.requests_log.register_request_hooks.<locals>._start"],
-        "after_request_funcs": ["blueprints.requests_log.register_request_hooks.<locals>._finish",
-                                "blueprints.security_headers.register_security_headers.<locals>._security_headers"],
-        "teardown_request_funcs": [],
-        "url_value_preprocessors": [],
-    }
+    Flask): REPRODUCED is what the reader does in their place."""
+    assert hooks_on(app, "api") == REPRODUCED
     assert names(app.teardown_appcontext_funcs) == ["flask_sqlalchemy.extension.SQLAlchemy._teardown_session"]
