@@ -23,16 +23,15 @@ from typing import Any, Callable, Iterable
 
 from flask import Flask
 
+from blueprints.front_answer import answer, json_body
 from blueprints.http import now, settings
 from blueprints.input_guard import FORM, MULTIPART, headers_hold_nul
-from blueprints.requests_log import record_request, request_id_of
+from blueprints.webhooks import environ_key
 from services import events
 from services.notices import IngestResult
 from webhook_config import Settings
 
 HeaderReader = Callable[[str], "str | None"]
-# As Flask's JSON provider renders a response outside debug mode.
-_COMPACT = {"separators": (",", ":")}
 
 
 @dataclass(frozen=True)
@@ -73,12 +72,7 @@ class RepeatReader:
             with events.looked_up(*found):
                 return self.inner(environ, start_response)
         content_type, body = self._render(route.acknowledgement(found))
-        request_id = request_id_of(environ)
-        record_request(route.path, "POST", environ["PATH_INFO"], 200, time.perf_counter() - started,
-                       environ.get("REMOTE_ADDR"), request_id, found.order_id or None)
-        start_response("200 OK", [("Content-Type", content_type), ("Content-Length", str(len(body))),
-                                  ("X-Request-ID", request_id), ("X-Content-Type-Options", "nosniff")])
-        return [body]
+        return answer(environ, start_response, route.path, started, content_type, body, found.order_id or None)
 
     def _route(self, environ: dict[str, Any]) -> RepeatRoute | None:
         """The route of a plain webhook delivery this layer may answer; None sends the request to Flask."""
@@ -125,8 +119,8 @@ class RepeatReader:
         """As Flask renders a view's dict (jsonify) or str (text/plain)."""
         if isinstance(acknowledgement, str):
             return "text/plain; charset=utf-8", acknowledgement.encode()
-        return "application/json", (self.app.json.dumps(acknowledgement, **_COMPACT) + "\n").encode()
+        return "application/json", json_body(self.app, acknowledgement)
 
 
 def _header_reader(environ: dict[str, Any]) -> HeaderReader:
-    return lambda name: environ.get("HTTP_" + name.upper().replace("-", "_"))
+    return lambda name: environ.get(environ_key(name))

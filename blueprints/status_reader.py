@@ -19,9 +19,9 @@ from typing import Any, Callable, Iterable
 
 from flask import Flask
 
+from blueprints.front_answer import answer, json_body
 from blueprints.http import bearer_matches
 from blueprints.input_guard import headers_hold_nul
-from blueprints.requests_log import record_request, request_id_of
 from services.orders import status_of
 from services.schemas import ORDER_ID_PATTERN
 
@@ -31,8 +31,6 @@ RULE = "/api/status/<order_id>"
 READ_FAILED = "gateway.status_read_failed"
 # The orderIds POST /api/payment accepts; any other path goes to Flask.
 _ORDER_ID = re.compile(ORDER_ID_PATTERN)
-# As Flask's JSON provider renders a response outside debug mode.
-_COMPACT = {"separators": (",", ":")}
 
 
 class StatusReader:
@@ -48,16 +46,11 @@ class StatusReader:
             return self.inner(environ, start_response)
         with self.app.app_context():
             try:
-                body = (self.app.json.dumps(status_of(order_id), **_COMPACT) + "\n").encode()
+                body = json_body(self.app, status_of(order_id))
             except Exception as exc:
                 environ[READ_FAILED] = exc
                 return self.inner(environ, start_response)
-        request_id = request_id_of(environ)
-        record_request(RULE, "GET", environ["PATH_INFO"], 200, time.perf_counter() - started,
-                       environ.get("REMOTE_ADDR"), request_id, order_id)
-        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body))),
-                                  ("X-Request-ID", request_id), ("X-Content-Type-Options", "nosniff")])
-        return [body]
+        return answer(environ, start_response, RULE, started, "application/json", body, order_id)
 
     def _order_id(self, environ: dict[str, Any]) -> str | None:
         """The orderId of a plain status read this layer may answer; None sends the request to Flask."""

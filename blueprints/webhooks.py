@@ -24,8 +24,14 @@ def delivery(provider: str, *extra_headers: str, verification: str = "valid") ->
 
 @functools.lru_cache(maxsize=64)
 def _environ_keys(names: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
-    keys = [name.upper().replace("-", "_") for name in names]
-    return tuple((name, key if key in UNPREFIXED_HEADERS else f"HTTP_{key}") for name, key in zip(names, keys))
+    return tuple((name, environ_key(name)) for name in names)
+
+
+@functools.lru_cache(maxsize=64)
+def environ_key(header: str) -> str:
+    """Where the WSGI environ keeps a request header (Content-Type: CONTENT_TYPE, X-Foo: HTTP_X_FOO)."""
+    key = header.upper().replace("-", "_")
+    return key if key in UNPREFIXED_HEADERS else f"HTTP_{key}"
 
 
 def acknowledgement(result: IngestResult) -> dict:
