@@ -12,15 +12,15 @@ from flask import Flask
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from blueprints import register_blueprints, repeat_routes
+from blueprints import front_routes, register_blueprints
 from blueprints.bounded_request import BoundedRequest
 from blueprints.console import ConsoleSessionInterface
 from blueprints.errors import register_error_handlers
 from blueprints.input_guard import register_input_guard
-from blueprints.repeat_reader import RepeatReader
 from blueprints.requests_log import register_request_hooks
 from blueprints.security_headers import register_security_headers
 from blueprints.status_reader import StatusReader
+from blueprints.webhook_reader import WebhookReader
 from commands import register_commands
 from services.db import db, migrate
 from services.db_engine import configure_engine, engine_options
@@ -81,7 +81,7 @@ def create_app(environ: Mapping[str, str] | None = None) -> Flask:
     app.json = DecimalJSONProvider(app)
     app.session_interface = ConsoleSessionInterface()
     # Inside ProxyFix, so both readers see the client's address as Flask does.
-    app.wsgi_app = StatusReader(app, RepeatReader(app, app.wsgi_app, repeat_routes()))
+    app.wsgi_app = StatusReader(app, WebhookReader(app, app.wsgi_app, front_routes()))
     if settings.proxy_hops:
         hops = settings.proxy_hops
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)

@@ -7,7 +7,7 @@ from importlib import import_module
 from flask import Flask
 from werkzeug.routing import IntegerConverter
 
-from blueprints.repeat_reader import RepeatRoute
+from blueprints.webhook_reader import FrontRoute
 from services.db import ROW_ID_MAX
 
 # One module per area or provider, each exposing `bp`.
@@ -37,10 +37,10 @@ class RowIdConverter(IntegerConverter):
         super().__init__(url_map, max=ROW_ID_MAX)
 
 
-def repeat_routes() -> list[RepeatRoute]:
-    """The provider webhook routes whose repeats are answered in front of Flask: each module's REPEAT, if any."""
+def front_routes() -> list[FrontRoute]:
+    """The provider webhook routes received in front of Flask: each module's FRONT, if any."""
     modules = (import_module(name) for name in BLUEPRINT_MODULES)
-    return [module.REPEAT for module in modules if hasattr(module, "REPEAT")]
+    return [module.FRONT for module in modules if hasattr(module, "FRONT")]
 
 
 def register_blueprints(app: Flask) -> None:

@@ -7,7 +7,7 @@ from datetime import datetime
 from flask import Blueprint, request
 
 from blueprints.http import note_order, now, parse_json, settings
-from blueprints.repeat_reader import HeaderReader, RepeatRoute
+from blueprints.webhook_reader import FrontRoute, HeaderReader, Receipt
 from blueprints.webhooks import acknowledgement, delivery
 from services.providers.bmc import inbound as bmc
 from services.providers.bmc.protocol import EVENT_HEADER, PROVIDER, SIGNATURE_HEADER, verify_signature
@@ -15,6 +15,8 @@ from webhook_config import Settings
 
 bp = Blueprint("bmc", __name__)
 PATH = "/bmc-webhook"
+# The provider's headers the inbox keeps with the delivery.
+HEADERS = (SIGNATURE_HEADER, EVENT_HEADER)
 
 
 @bp.post(PATH)
@@ -23,14 +25,14 @@ def webhook():
     # The signature covers the exact bytes, so it is checked before anything parses them.
     bmc.authenticate(raw, request.headers.get(SIGNATURE_HEADER), settings())
     event = parse_json(raw, signed=True)
-    result = bmc.receive_event(event, delivery(PROVIDER, SIGNATURE_HEADER, EVENT_HEADER), settings(), now())
+    result = bmc.receive_event(event, delivery(PROVIDER, *HEADERS), settings(), now())
     note_order(result.order_id)
     return acknowledgement(result)
 
 
-def _repeat_key(raw: bytes, header: HeaderReader, config: Settings, at: datetime) -> str:
+def _front_read(raw: bytes, header: HeaderReader, config: Settings, at: datetime) -> Receipt:
     verify_signature(raw, header(SIGNATURE_HEADER), config.bmc_webhook_secret)
-    return bmc.event_key(parse_json(raw, signed=True), raw, config)
+    return Receipt(bmc.notice_of(parse_json(raw, signed=True), raw, config), bmc.receive_notice)
 
 
-REPEAT = RepeatRoute(PATH, PROVIDER, _repeat_key, acknowledgement)
+FRONT = FrontRoute(PATH, PROVIDER, _front_read, HEADERS, acknowledgement)

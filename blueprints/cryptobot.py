@@ -7,7 +7,7 @@ from datetime import datetime
 from flask import Blueprint, request
 
 from blueprints.http import note_order, now, parse_json, settings
-from blueprints.repeat_reader import HeaderReader, RepeatRoute
+from blueprints.webhook_reader import FrontRoute, HeaderReader, Receipt
 from blueprints.webhooks import acknowledgement, delivery
 from services.providers.cryptobot import inbound as cryptobot
 from services.providers.cryptobot.protocol import PROVIDER, SIGNATURE_HEADER, verify_signature
@@ -15,6 +15,8 @@ from webhook_config import Settings
 
 bp = Blueprint("cryptobot", __name__)
 PATH = "/webhook/cryptobot"
+# The provider's headers the inbox keeps with the delivery.
+HEADERS = (SIGNATURE_HEADER,)
 
 
 @bp.post(PATH)
@@ -23,14 +25,15 @@ def webhook():
     # The signature covers the exact bytes, so it is checked before anything parses them.
     cryptobot.authenticate(raw, request.headers.get(SIGNATURE_HEADER), settings())
     update = parse_json(raw, signed=True)
-    result = cryptobot.receive_update(update, delivery(PROVIDER, SIGNATURE_HEADER), settings(), now())
+    result = cryptobot.receive_update(update, delivery(PROVIDER, *HEADERS), settings(), now())
     note_order(result.order_id)
     return acknowledgement(result)
 
 
-def _repeat_key(raw: bytes, header: HeaderReader, config: Settings, at: datetime) -> str | None:
+def _front_read(raw: bytes, header: HeaderReader, config: Settings, at: datetime) -> Receipt | None:
     verify_signature(raw, header(SIGNATURE_HEADER), config.cryptobot_token)
-    return cryptobot.fresh_event_key(parse_json(raw, signed=True), at)
+    notice = cryptobot.fresh_notice(parse_json(raw, signed=True), at)
+    return None if notice is None else Receipt(notice)
 
 
-REPEAT = RepeatRoute(PATH, PROVIDER, _repeat_key, acknowledgement)
+FRONT = FrontRoute(PATH, PROVIDER, _front_read, HEADERS, acknowledgement)

@@ -7,7 +7,7 @@ from datetime import datetime
 from flask import Blueprint, Response, request
 
 from blueprints.http import note_order, now, parse_json, settings
-from blueprints.repeat_reader import HeaderReader, RepeatRoute
+from blueprints.webhook_reader import FrontRoute, HeaderReader, Receipt
 from blueprints.webhooks import delivery
 from services.notices import IngestResult
 from services.providers.sbp import inbound as sbp
@@ -28,12 +28,12 @@ def tbank_notification():
     return Response(ACKNOWLEDGEMENT, mimetype="text/plain")
 
 
-def _repeat_key(raw: bytes, header: HeaderReader, config: Settings, at: datetime) -> str:
-    return sbp.notification_key(parse_json(raw), config)
+def _front_read(raw: bytes, header: HeaderReader, config: Settings, at: datetime) -> Receipt:
+    return Receipt(sbp.authenticated_notice(parse_json(raw), config))
 
 
 def _acknowledge(result: IngestResult) -> str:
     return ACKNOWLEDGEMENT
 
 
-REPEAT = RepeatRoute(f"{PREFIX}/tbank", PROVIDER, _repeat_key, _acknowledge)
+FRONT = FrontRoute(f"{PREFIX}/tbank", PROVIDER, _front_read, (), _acknowledge)

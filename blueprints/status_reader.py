@@ -22,6 +22,7 @@ from flask import Flask
 from blueprints.front_answer import answer, json_body
 from blueprints.http import bearer_matches
 from blueprints.input_guard import headers_hold_nul
+from blueprints.requests_log import request_id_of
 from services.orders import status_of
 from services.schemas import ORDER_ID_PATTERN
 
@@ -50,7 +51,8 @@ class StatusReader:
             except Exception as exc:
                 environ[READ_FAILED] = exc
                 return self.inner(environ, start_response)
-        return answer(environ, start_response, RULE, started, "application/json", body, order_id)
+        return answer(environ, start_response, RULE, started, "application/json", body, request_id_of(environ),
+                      order_id)
 
     def _order_id(self, environ: dict[str, Any]) -> str | None:
         """The orderId of a plain status read this layer may answer; None sends the request to Flask."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 from flask import request
 
@@ -15,11 +16,17 @@ _KEPT_HEADERS = ("Content-Type", "User-Agent", "X-Request-ID", "X-Forwarded-For"
 def delivery(provider: str, *extra_headers: str, verification: str = "valid") -> Delivery:
     """The raw request as stored in the inbox: body bytes, a subset of headers, the client address."""
     current = request._get_current_object()
-    environ = current.environ
+    return delivery_of(current.environ, current.get_data(cache=True), provider, extra_headers, verification)
+
+
+def delivery_of(environ: dict[str, Any], body: bytes, provider: str, extra_headers: tuple[str, ...] = (),
+                verification: str = "valid") -> Delivery:
+    """`delivery` of a WSGI request whose body was read already (blueprints/webhook_reader.py)."""
     # Read from the WSGI environ, as request.headers would, without rebuilding each name twice.
     headers = {name: environ[key] for name, key in _environ_keys((*_KEPT_HEADERS, *extra_headers)) if key in environ}
-    return Delivery(provider=provider, body=current.get_data(cache=True), headers=headers,
-                    remote_addr=current.remote_addr, verification=verification)
+    # request.remote_addr is the environ's REMOTE_ADDR (behind ProxyFix, the client's address).
+    return Delivery(provider=provider, body=body, headers=headers, remote_addr=environ.get("REMOTE_ADDR"),
+                    verification=verification)
 
 
 @functools.lru_cache(maxsize=64)

@@ -82,7 +82,7 @@ def ingest(delivery: Delivery, notice: Notice, settings: Settings, now: datetime
 
 def settled_repeat(provider: str, event_key: str) -> IngestResult | None:
     """The duplicate answer to a repeat of an event settled before, counted as ingest counts it; None when the
-    event is new or failed. For blueprints/repeat_reader.py, which answers repeats in front of Flask."""
+    event is new or failed. For blueprints/webhook_reader.py, which receives webhooks in front of Flask."""
     result = _already_settled(provider, _clean(event_key))
     if result is not None:
         metrics.record_webhook(provider, result.outcome)
@@ -95,8 +95,9 @@ _LOOKED_UP: ContextVar[tuple[str, str, Exception | None] | None] = ContextVar("l
 
 @contextmanager
 def looked_up(provider: str, event_key: str, failure: Exception | None = None) -> Iterator[None]:
-    """Within: settled_repeat found nothing settled under this key (or raised `failure`), so an ingest of the
-    same key goes straight to the write path, which decides under its lock as always (or raises `failure`)."""
+    """Within: settled_repeat found nothing settled under this key, so an ingest of the same key goes straight to
+    the write path, which decides under its lock as always; or the look-up or a first receipt of the delivery
+    raised `failure` (the database down), which an ingest of the same key raises again instead of retrying."""
     token = _LOOKED_UP.set((provider, _clean(event_key), failure))
     try:
         yield

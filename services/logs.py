@@ -6,7 +6,7 @@ import logging
 import sys
 from typing import IO
 
-from flask import g, has_request_context
+from flask import g, has_app_context, has_request_context
 from pythonjsonlogger.json import JsonFormatter
 
 _SECRET_HINTS = ("token", "secret", "password", "signature", "authorization", "api_key")
@@ -17,14 +17,19 @@ _SECRET_NAMES: dict[str, bool] = {}
 
 
 class RequestContextFilter(logging.Filter):
-    """Adds request_id and order_id from the current request to every record."""
+    """Adds request_id and order_id from the current request to every record.
+
+    Read from `g`, where Flask's request hooks put them, and so does blueprints/webhook_reader.py, which receives
+    webhooks in an app context of its own, in front of Flask.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if has_request_context():
-            if not hasattr(record, "request_id"):
-                record.request_id = g.get("request_id")
-            if not getattr(record, "order_id", None) and g.get("order_id"):
-                record.order_id = g.get("order_id")
+        if has_app_context():
+            context = g._get_current_object()
+            if not hasattr(record, "request_id") and (has_request_context() or "request_id" in context):
+                record.request_id = context.get("request_id")
+            if not getattr(record, "order_id", None) and context.get("order_id"):
+                record.order_id = context.get("order_id")
         # Only the fields a caller added can hold a secret; whether a name is one is decided once per name
         # (the scan of every attribute on every record cost more than formatting the line: bench/README.md).
         for key in vars(record).keys() - _STANDARD_FIELDS:

@@ -19,7 +19,7 @@ PAYMENTS = scaled(default=1_500, full=2_500)
 WORKERS = 3
 KILLS = scaled(default=4, full=6)
 # A kill cuts a request only when its worker is inside one, and a repeat is answered in a fraction of a
-# millisecond (blueprints/repeat_reader.py): while none has been cut and the load lasts, more kills follow.
+# millisecond (blueprints/webhook_reader.py): while none has been cut and the load lasts, more kills follow.
 MAX_KILLS = KILLS + 8
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-# What blueprints/status_reader.py and blueprints/repeat_reader.py do in place of Flask's hooks.
+# What blueprints/status_reader.py and blueprints/webhook_reader.py do in place of Flask's hooks.
 REPRODUCED = {
     "before_request_funcs": ["blueprints.input_guard.register_input_guard.<locals>._refuse_nul",
                              "blueprints.requests_log.register_request_hooks.<locals>._start"],

@@ -27,16 +27,20 @@ def authenticate(raw_body: bytes, header_value: str | None, settings: Settings) 
 
 def receive_event(event: Any, delivery: Delivery, settings: Settings, now: datetime) -> IngestResult:
     """Store and apply an authenticated event; without a matching order it is kept as unmatched for support."""
-    notice = protocol.notice_from_event(event, delivery.body, settings.bmc_currency)
+    return receive_notice(delivery, notice_of(event, delivery.body, settings), settings, now)
+
+
+def notice_of(event: Any, raw_body: bytes, settings: Settings) -> Notice:
+    """What an authenticated event says, before its order is matched (which does not change its event key)."""
+    return protocol.notice_from_event(event, raw_body, settings.bmc_currency)
+
+
+def receive_notice(delivery: Delivery, notice: Notice, settings: Settings, now: datetime) -> IngestResult:
+    """receive_event once the event is read: match the order the buyer named, then store and apply."""
     with transaction():
         order_id, how = match_order(notice)
     notice = dataclasses.replace(notice, order_id=order_id, details={**notice.details, "orderMatch": how})
     return events.ingest(delivery, notice, settings, now)
-
-
-def event_key(event: Any, raw_body: bytes, settings: Settings) -> str:
-    """The event key receive_event stores an authenticated event under (the order match does not change it)."""
-    return protocol.notice_from_event(event, raw_body, settings.bmc_currency).event_key
 
 
 def match_order(notice: Notice) -> tuple[str | None, str]:

@@ -44,10 +44,11 @@ def receive_update(update: Any, delivery: Delivery, settings: Settings, now: dat
     return events.ingest(delivery, notice, settings, now)
 
 
-def fresh_event_key(update: Any, now: datetime) -> str | None:
-    """The event key receive_update stores an authenticated update under; None for a stale one, whose receipt
-    is flagged and logged, so that only receive_update handles it."""
-    return None if _stale_request_date(update, now) else protocol.notice_from_update(update).event_key
+def fresh_notice(update: Any, now: datetime) -> Notice | None:
+    """What receive_update stores an authenticated update as, when the update is fresh (then receive_update
+    ingests this notice as it is); None for a stale one, whose receipt is flagged and logged, so that only
+    receive_update handles it."""
+    return None if _stale_request_date(update, now) else protocol.notice_from_update(update)
 
 
 def _stale_request_date(update: Any, now: datetime) -> datetime | None:

@@ -22,14 +22,13 @@ SANDBOX = "sandbox"
 def receive_tbank_notification(payload: object, delivery: Delivery, settings: Settings,
                                now: datetime) -> IngestResult:
     """Verify a T-Bank notification's Token, then store and apply it."""
-    _authenticate(payload, settings)
-    return events.ingest(delivery, protocol.notice_from_notification(payload), settings, now)
+    return events.ingest(delivery, authenticated_notice(payload, settings), settings, now)
 
 
-def notification_key(payload: object, settings: Settings) -> str:
-    """The event key receive_tbank_notification stores a notification under, once its Token is verified."""
+def authenticated_notice(payload: object, settings: Settings) -> Notice:
+    """What a T-Bank notification says, once its Token is verified (receive_tbank_notification ingests it as is)."""
     _authenticate(payload, settings)
-    return protocol.notice_from_notification(payload).event_key
+    return protocol.notice_from_notification(payload)
 
 
 def _authenticate(payload: object, settings: Settings) -> None:

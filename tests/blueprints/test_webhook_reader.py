@@ -1,4 +1,4 @@
-"""Repeated webhooks answered in front of Flask: exactly as the routes answer them, and nothing else."""
+"""Provider webhooks received in front of Flask: exactly as the routes receive and answer them, and nothing else."""
 
 from __future__ import annotations
 
@@ -10,17 +10,21 @@ from typing import Callable
 
 import pytest
 from prometheus_client import REGISTRY
+from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
-from blueprints import repeat_routes
-from blueprints.repeat_reader import RepeatReader
+from blueprints import front_routes
+from blueprints.webhook_reader import WebhookReader
 from services import events, settle
+from services.db import db
+from services.logs import json_handler
+from services.models import LedgerEntry, Order, OutboxMessage, ProviderEvent
 from services.providers.bmc import protocol as bmc
 from tests.blueprints.test_bmc import event_body
 from tests.blueprints.test_cryptobot import update_body
 from tests.fakes import crypto_pay_signature
-from tests.helpers import assert_error, balance, create
+from tests.helpers import assert_error, balance, create, scrape
 from tests.providers.bmc.test_protocol import SECRET as BMC_SECRET
 from tests.support.hooks import REPRODUCED, hooks_on
 
@@ -32,6 +36,7 @@ class Delivery:
     path: str
     body: bytes
     headers: dict[str, str]
+    order_id: str = ""
 
 
 @dataclass
@@ -43,24 +48,24 @@ class Provider:
     pay: Callable[..., Delivery]
 
 
-def pay_cryptobot(client, cryptopay, tbank) -> Delivery:
-    invoice_id = create(client, provider="cryptobot", currency="USDT", amount="1.5", telegramId=7,
-                        credit=5).get_json()["invoiceId"]
+def pay_cryptobot(client, cryptopay, tbank, n: int = 1) -> Delivery:
+    invoice_id = create(client, provider="cryptobot", orderId=f"order-{n}", currency="USDT", amount="1.5",
+                        telegramId=7, credit=5).get_json()["invoiceId"]
     body = update_body(cryptopay.mark_paid(invoice_id))
-    return Delivery("/webhook/cryptobot", body, {"Crypto-Pay-Api-Signature": crypto_pay_signature(cryptopay.token,
-                                                                                                 body)})
+    return Delivery("/webhook/cryptobot", body,
+                    {"Crypto-Pay-Api-Signature": crypto_pay_signature(cryptopay.token, body)}, f"order-{n}")
 
 
-def pay_bmc(client, cryptopay, tbank) -> Delivery:
-    create(client, provider="bmc", orderId="order-43", amount="5", telegramId=7, credit=5)
-    body = event_body()
-    return Delivery("/bmc-webhook", body, {"X-Signature-Sha256": bmc.signature(body, BMC_SECRET)})
+def pay_bmc(client, cryptopay, tbank, n: int = 1) -> Delivery:
+    create(client, provider="bmc", orderId=f"order-4{n}", amount="5", telegramId=7, credit=5)
+    body = event_body(event_id=n, message=f"order-4{n} thanks!", support_note=f"order-4{n} thanks!")
+    return Delivery("/bmc-webhook", body, {"X-Signature-Sha256": bmc.signature(body, BMC_SECRET)}, f"order-4{n}")
 
 
-def pay_sbp(client, cryptopay, tbank) -> Delivery:
-    create(client, telegramId=7, credit=5)
-    body = json.dumps(tbank.notification(tbank.payment_by_order("order-1")["PaymentId"])).encode()
-    return Delivery("/webhook/sbp/tbank", body, {})
+def pay_sbp(client, cryptopay, tbank, n: int = 1) -> Delivery:
+    create(client, orderId=f"order-{n}", telegramId=7, credit=5)
+    body = json.dumps(tbank.notification(tbank.payment_by_order(f"order-{n}")["PaymentId"])).encode()
+    return Delivery("/webhook/sbp/tbank", body, {}, f"order-{n}")
 
 
 PROVIDERS = [
@@ -97,9 +102,9 @@ def looked_up(monkeypatch) -> list[tuple]:
     return asked
 
 
-def reader_of(app) -> RepeatReader:
+def reader_of(app) -> WebhookReader:
     layer = app.wsgi_app
-    while not isinstance(layer, RepeatReader):
+    while not isinstance(layer, WebhookReader):
         layer = layer.inner
     return layer
 
@@ -160,12 +165,112 @@ def test_a_repeat_is_answered_in_front_of_flask_as_the_route_answers_it(paying, 
     assert balance(client, 7) == 5
 
 
+@pytest.fixture
+def app_log():
+    """Every log line at INFO and above once the app is built (building it sets the level), as the production
+    handler writes them, parsed."""
+    stream, root = io.StringIO(), logging.getLogger()
+    handler, level = json_handler(stream), root.level
+    root.addHandler(handler)
+    yield lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
+    root.removeHandler(handler)
+    root.setLevel(level)
+
+
+# What two receipts of different payments store differently, by design.
+_OWN_TO_EACH_EVENT = {"id", "event_key", "claimed_order_id", "order_pk", "provider_payment_id", "body", "headers",
+                      "details"}
+
+
+def received(app, delivery: Delivery) -> dict:
+    """What the database holds of the delivery's event and its order, with what differs between payments left out."""
+    with app.app_context():
+        event = db.session.execute(select(ProviderEvent).where(ProviderEvent.body == delivery.body)).scalar_one()
+        order = db.session.get(Order, event.order_pk)
+        assert event.headers == {"Content-Type": "application/json", **delivery.headers}
+        return {
+            "event": {column: value for column, value in vars(event).items()
+                      if not column.startswith("_") and column not in _OWN_TO_EACH_EVENT},
+            "details": sorted(event.details), "match": event.details.get("orderMatch", "").replace(order.order_id, ""),
+            "order": (order.status, order.amount, order.currency),
+            "ledger": [(entry.amount, entry.reason) for entry in db.session.execute(
+                select(LedgerEntry).where(LedgerEntry.order_pk == order.id)).scalars()],
+            "outbox": sorted((message.channel, message.kind, sorted(message.payload)) for message in
+                             db.session.execute(select(OutboxMessage).where(OutboxMessage.order_pk == order.id))
+                             .scalars()),
+        }
+
+
+def logged(lines: list[dict], request_id: str, order_id: str) -> list[dict]:
+    """The log lines of one request, each checked to carry its request id, and the parts that vary removed."""
+    assert lines and all(line.pop("request_id") == request_id for line in lines)
+    for line in lines:
+        for varying in ("time", "duration_ms", "event_id"):
+            line.pop(varying, None)
+        assert line.pop("order_id") == order_id
+    return lines
+
+
+OUTBOX_ON = {"MERCHANT_WEBHOOK_URL": "http://127.0.0.1:9/hook",
+             "MERCHANT_WEBHOOK_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "TELEGRAM_BOT_TOKEN": "123:abc"}
+
+
+def counted_here(sample: tuple[str, tuple]) -> bool:
+    """A count the request itself moves (not the process's, nor the scrape's own)."""
+    name, labels = sample
+    return name.endswith(("_total", "_count")) and not name.startswith(("process_", "python_")) \
+        and ("route", "/metrics") not in labels
+
+
+def test_a_new_event_is_received_in_front_of_flask_as_the_route_receives_it(make_app, clock, cryptopay, tbank,
+                                                                          provider, app_log):
+    # With the merchant's webhooks and the buyer's messages on, a payment queues both in the outbox.
+    app = make_app(**provider.settings(cryptopay, tbank), **OUTBOX_ON)
+    app.config["CLOCK"] = clock
+    logging.getLogger().setLevel(logging.INFO)
+    client = app.test_client()
+    reader = reader_of(app)
+    receipts = []
+    for n, wsgi in ((1, reader), (2, reader.inner)):
+        delivery = provider.pay(client, cryptopay, tbank, n)
+        before, lines = scrape(client), len(app_log())
+        status, headers, body = answer(wsgi, delivery)
+        lines = logged(app_log()[lines:], headers["X-Request-ID"], delivery.order_id)
+        after = scrape(client)
+        counts = {sample: after[sample] - before.get(sample, 0) for sample in after if counted_here(sample)
+                  and after[sample] != before.get(sample, 0)}
+        receipts.append((status, headers, body, lines, counts, received(app, delivery)))
+    (status, headers, body, lines, counts, stored), flask = receipts
+
+    assert status == flask[0] == "200 OK"
+    assert headers.pop("X-Request-ID") and flask[1].pop("X-Request-ID")
+    assert sorted(headers.items()) == sorted(flask[1].items())
+    assert body == b"OK" or json.loads(body)["outcome"] == json.loads(flask[2])["outcome"] == "processed"
+    assert lines == flask[3] and any(line.get("event") == "request" for line in lines) and len(lines) > 1
+    assert counts == flask[4] and counts
+    assert stored == flask[5] and stored["order"][0] == "paid" and stored["ledger"] and len(stored["outbox"]) == 2
+    assert stored["event"]["remote_addr"] == "198.51.100.7" and stored["event"]["status"] == "processed"
+    assert balance(client, 7) == 10
+
+
 def forged(delivery: Delivery) -> Delivery:
     """The same delivery with its signature (T-Bank: the Token inside the body) no longer matching."""
     if not delivery.headers:
         body = json.loads(delivery.body)
         return Delivery(delivery.path, json.dumps({**body, "Token": "0" * 64}).encode(), {})
     return Delivery(delivery.path, delivery.body, {name: "0" * 64 for name in delivery.headers})
+
+
+def test_a_new_event_whose_signature_fails_is_the_routes_401_and_nothing_is_stored(paying, monkeypatch):
+    app, client, delivery = paying
+    handed = flask_answers(app, monkeypatch)
+
+    response = send(client, forged(delivery))
+
+    assert response.status_code == 401 and handed == [delivery.path]
+    with app.app_context():
+        assert db.session.execute(select(ProviderEvent)).first() is None
+    assert balance(client, 7) == 0
 
 
 def test_a_repeat_whose_signature_fails_is_the_routes_401(paying, monkeypatch):
@@ -178,14 +283,35 @@ def test_a_repeat_whose_signature_fails_is_the_routes_401(paying, monkeypatch):
     assert response.status_code == 401 and handed == [delivery.path]
 
 
-def test_a_new_event_is_looked_up_once_and_settled_by_the_route(paying, looked_up, monkeypatch):
+def test_a_new_event_is_looked_up_once_and_received_in_front_of_flask(paying, looked_up, monkeypatch):
     app, client, delivery = paying
     handed = flask_answers(app, monkeypatch)
 
+    first = send(client, delivery)
+    assert first.status_code == 200 and handed == [] and len(looked_up) == 1
+    second = send(client, delivery)
+    assert second.status_code == 200 and handed == [] and len(looked_up) == 2
+    if first.is_json:
+        assert (first.get_json()["outcome"], second.get_json()["duplicate"]) == ("processed", True)
+    assert balance(client, 7) == 5
+
+
+def test_a_failed_receipt_is_the_routes_503_after_one_attempt(paying, monkeypatch):
+    app, client, delivery = paying
+    handed = flask_answers(app, monkeypatch)
+    attempts = []
+
+    def down(*args):
+        attempts.append(args)
+        raise OperationalError("INSERT", (), Exception("connection refused"))
+
+    monkeypatch.setattr(events, "_ingest_committed", down)
+    response = send(client, delivery)
+
+    assert response.status_code == 503 and response.headers["Retry-After"]
+    assert len(attempts) == 1 and handed == [delivery.path]
+    monkeypatch.undo()
     assert send(client, delivery).status_code == 200
-    assert handed == [delivery.path] and len(looked_up) == 1
-    assert send(client, delivery).status_code == 200
-    assert handed == [delivery.path] and len(looked_up) == 2
     assert balance(client, 7) == 5
 
 
@@ -214,7 +340,7 @@ def test_an_event_whose_processing_failed_is_processed_again_by_the_route(paying
 
     response = send(client, delivery)
 
-    assert response.status_code == 200 and handed == [delivery.path]
+    assert response.status_code == 200 and handed == []
     assert response.get_data() == b"OK" or response.get_json()["outcome"] == "processed"
     assert balance(client, 7) == 5
 
@@ -325,7 +451,7 @@ def test_a_body_over_the_limit_is_flasks_413_unread(make_app, cryptopay, monkeyp
 
 def test_every_layer_route_is_a_flask_post_route(app):
     routes = {rule.rule: rule.methods for rule in app.url_map.iter_rules()}
-    paths = [route.path for route in repeat_routes()]
+    paths = [route.path for route in front_routes()]
 
     assert sorted(paths) == ["/bmc-webhook", "/webhook/cryptobot", "/webhook/sbp/tbank"]
     assert all("POST" in routes[path] for path in paths)
@@ -335,7 +461,7 @@ def test_every_hook_a_webhook_passes_through_is_one_the_layer_reproduces(app):
     """A hook added to every request, or to these blueprints, must be added to blueprints/repeat_reader.py too
     (or the route left to Flask): REPRODUCED is what the layer does in their place."""
     endpoints = {rule.rule: rule.endpoint for rule in app.url_map.iter_rules()}
-    blueprints = [endpoints[route.path].rpartition(".")[0] for route in repeat_routes()]
+    blueprints = [endpoints[route.path].rpartition(".")[0] for route in front_routes()]
 
     assert sorted(blueprints) == ["bmc", "cryptobot", "sbp"]
     for blueprint in blueprints:
