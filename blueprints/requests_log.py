@@ -22,8 +22,17 @@ def new_request_id() -> str:
     return f"{random.getrandbits(128):032x}"
 
 
+# Where a layer in front of Flask that has begun the request's work leaves its id, so that Flask, answering the
+# request after all, keeps the id that work's log lines carry.
+REQUEST_ID_KEY = "gateway.request_id"
+
+
 def request_id_of(environ: dict[str, Any]) -> str:
-    """The caller's X-Request-ID when it is a plain token, else a new one."""
+    """The request's id: the one given to it already, else the caller's X-Request-ID when it is a plain token,
+    else a new one."""
+    given = environ.get(REQUEST_ID_KEY)
+    if given is not None:
+        return given
     given = environ.get("HTTP_X_REQUEST_ID", "")
     return given if REQUEST_ID_FORMAT.match(given) else new_request_id()
 

@@ -31,7 +31,7 @@ from flask import Flask, g
 from blueprints.front_answer import answer, json_body
 from blueprints.http import now, settings
 from blueprints.input_guard import FORM, MULTIPART, headers_hold_nul
-from blueprints.requests_log import request_id_of
+from blueprints.requests_log import REQUEST_ID_KEY, request_id_of
 from blueprints.webhooks import delivery_of, environ_key
 from services import events
 from services.notices import Delivery, IngestResult, Notice
@@ -80,7 +80,7 @@ class WebhookReader:
         raw = self._body(environ) if route is not None else None
         if raw is None:
             return self.inner(environ, start_response)
-        request_id = request_id_of(environ)
+        request_id = environ[REQUEST_ID_KEY] = request_id_of(environ)
         # Flask runs outside this app context: inside it, Flask would share this context's `g`.
         with self.app.app_context():
             # The log lines the receipt writes carry the request's id, as under Flask (services/logs.py).

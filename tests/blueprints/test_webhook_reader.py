@@ -296,20 +296,25 @@ def test_a_new_event_is_looked_up_once_and_received_in_front_of_flask(paying, lo
     assert balance(client, 7) == 5
 
 
-def test_a_failed_receipt_is_the_routes_503_after_one_attempt(paying, monkeypatch):
+def test_a_failed_receipt_is_the_routes_503_after_one_attempt(paying, monkeypatch, caplog):
     app, client, delivery = paying
     handed = flask_answers(app, monkeypatch)
     attempts = []
 
     def down(*args):
         attempts.append(args)
+        events.logger.warning("the receipt got this far")
         raise OperationalError("INSERT", (), Exception("connection refused"))
 
     monkeypatch.setattr(events, "_ingest_committed", down)
-    response = send(client, delivery)
+    with caplog.at_level(logging.WARNING):
+        response = send(client, delivery)
 
     assert response.status_code == 503 and response.headers["Retry-After"]
     assert len(attempts) == 1 and handed == [delivery.path]
+    # The route's answer keeps the id of the request whose receipt began in front of Flask.
+    [line] = [record for record in caplog.records if record.getMessage() == "the receipt got this far"]
+    assert line.request_id == response.headers["X-Request-ID"]
     monkeypatch.undo()
     assert send(client, delivery).status_code == 200
     assert balance(client, 7) == 5
