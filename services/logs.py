@@ -6,7 +6,7 @@ import logging
 import sys
 from typing import IO
 
-from flask import g, has_app_context, has_request_context
+from flask import g, has_app_context
 from pythonjsonlogger.json import JsonFormatter
 
 _SECRET_HINTS = ("token", "secret", "password", "signature", "authorization", "api_key")
@@ -26,8 +26,8 @@ class RequestContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if has_app_context():
             context = g._get_current_object()
-            if not hasattr(record, "request_id") and (has_request_context() or "request_id" in context):
-                record.request_id = context.get("request_id")
+            if not hasattr(record, "request_id") and "request_id" in context:
+                record.request_id = context.request_id
             if not getattr(record, "order_id", None) and context.get("order_id"):
                 record.order_id = context.get("order_id")
         # Only the fields a caller added can hold a secret; whether a name is one is decided once per name
