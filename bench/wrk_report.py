@@ -56,7 +56,7 @@ def summarize(rounds: list[dict[str, dict]]) -> dict[str, dict]:
 
 LABELS = {"bare": "bare Flask `GET /bare`", "bare_read": "read floor: `GET /bare/read` (one SELECT by key)",
           "bare_write": "write floor: `POST /bare/write` (one committed INSERT)",
-          "bare_shape": "a new webhook's eleven statements alone: `POST /bare/shape`",
+          "bare_shape": "a new webhook's ten statements alone: `POST /bare/shape`",
           "new": "new CryptoBot webhooks `POST /webhook/cryptobot`",
           "repeat": "repeated CryptoBot webhooks (the same bodies again)",
           "status": "`GET /api/status/{id}`", "payment": "`POST /api/payment` (CryptoBot, local fake Crypto Pay)"}
@@ -88,7 +88,7 @@ def targets_table(sections: dict[str, dict[str, dict]]) -> str:
 
     row("floor: one SELECT / bare Flask", ratio("bare_read"), "—")
     row("floor: one committed INSERT / bare Flask", ratio("bare_write"), "—")
-    row("a new webhook's eleven statements alone / write floor", ratio("bare_shape"), "—")
+    row("a new webhook's ten statements alone / write floor", ratio("bare_shape"), "—")
     row("new webhooks / write floor", ratio("new"), f"≥ {TARGETS['new']}×")
     row("repeated webhooks / read floor", ratio("repeat"), f"≥ {TARGETS['repeat']}×")
     row("`GET /api/status` / read floor", ratio("status"), f"≥ {TARGETS['status']}×")

@@ -51,6 +51,21 @@ def insert_ignore(model: type[Base], values: dict[str, Any], conflict_columns: l
     return None if row is None else row[0]
 
 
+def insert_ignore_rows(model: type[Base], rows: list[dict[str, Any]], conflict_columns: list[str]) -> None:
+    """INSERT … VALUES (…), (…) ON CONFLICT DO NOTHING: rows of one table (all with the same keys) in one
+    statement, each skipped when its row already exists. One statement instead of one per row: on SQLite the
+    webhook's statements run inside the writer lock, on PostgreSQL each is a round trip."""
+    if not rows:
+        return
+    keys = _column_keys(model)
+    names = tuple(sorted(keys[name] for name in rows[0]))
+    parameters = {f"{keys[name]}_{index}": value for index, row in enumerate(rows) for name, value in row.items()}
+    dialect = db.engine.dialect
+    compiled = _driver_statement(_insert_rows_statement(model.__table__, tuple(conflict_columns), names, len(rows),
+                                                        dialect.name), dialect)
+    _run(session_connection(), compiled, compiled.parameters(parameters))
+
+
 @functools.lru_cache(maxsize=64)
 def _column_keys(model: type[Base]) -> dict[str, str]:
     """The table column key of each mapped attribute name (`meta` → `metadata`)."""
@@ -64,6 +79,14 @@ def _insert_ignore_statement(table: Table, conflict_columns: tuple[str, ...], ke
     return (module.insert(table).values({key: bindparam(key, type_=table.c[key].type) for key in keys})
             .on_conflict_do_nothing(index_elements=list(conflict_columns))
             .returning(table.c.id))
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_rows_statement(table: Table, conflict_columns: tuple[str, ...], keys: tuple[str, ...], count: int,
+                           dialect: str):
+    module = postgresql if dialect == "postgresql" else sqlite
+    rows = [{key: bindparam(f"{key}_{index}", type_=table.c[key].type) for key in keys} for index in range(count)]
+    return module.insert(table).values(rows).on_conflict_do_nothing(index_elements=list(conflict_columns))
 
 
 class _DriverStatement:

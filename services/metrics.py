@@ -49,6 +49,7 @@ RECONCILIATIONS = Counter("reconciliation_results_total", "Payments checked agai
 
 _PENDING_KEY = "metrics_after_commit"
 _install_lock = threading.Lock()
+_installed = False
 
 
 def record_request(route: str | None, method: str, status: int, seconds: float | None) -> None:
@@ -92,12 +93,17 @@ def record_fulfilment(kind: str) -> None:
 
 def install() -> None:
     """Hook commit and rollback of every session so counts made inside a transaction follow its fate."""
+    global _installed
+    # Asked inside the SQLite writer lock on every grant: once hooked, no lock and no listener lookup.
+    if _installed:
+        return
     with _install_lock:
         if not event.contains(Session, "after_commit", _count_committed):
             event.listen(Session, "after_commit", _count_committed)
             # "soft": also when the transaction never reached the database. The code takes no savepoints,
             # so any rollback ends the whole unit of work.
             event.listen(Session, "after_soft_rollback", _drop_rolled_back)
+        _installed = True
 
 
 def _count_committed(session: Session) -> None:

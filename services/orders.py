@@ -234,26 +234,32 @@ def change_status(order: OrderRow, new_status: str, settings: Settings, now: dat
 def announce(order: OrderRow, settings: Settings, now: datetime) -> None:
     """Queue the merchant event and the buyer's message for the order's current status."""
     status = order.status
+    messages: list[outbox.Message | None] = []
     if settings.merchant_webhook_url:
         event = {"type": f"order.{status}", "timestamp": int(now.timestamp()), "data": order_view(order)}
-        outbox.enqueue(outbox.MERCHANT, f"order.{status}", f"merchant:{order.order_id}:{status}", event, now, order)
+        messages.append(outbox.Message(outbox.MERCHANT, f"order.{status}", f"merchant:{order.order_id}:{status}",
+                                       event))
     render = notifications.STATUS_TEXTS.get(status)
     if render and order.telegram_id:
-        outbox.enqueue_buyer_message(order.telegram_id, render(order, settings.credit_unit), f"notify.{status}",
-                                     f"{outbox.buyer_channel()}:{order.order_id}:{status}", settings, now, order)
+        messages.append(outbox.buyer_message(order.telegram_id, render(order, settings.credit_unit),
+                                             f"notify.{status}", f"{outbox.buyer_channel()}:{order.order_id}:{status}",
+                                             settings))
+    outbox.enqueue_all(messages, now, order)
 
 
 def announce_renewal(order: OrderRow, renewal_event: int | None, settings: Settings, now: datetime) -> None:
     """Queue order.renewed for the merchant and the buyer's message, once per renewal charge."""
+    messages: list[outbox.Message | None] = []
     if settings.merchant_webhook_url:
         event = {"type": "order.renewed", "timestamp": int(now.timestamp()), "data": order_view(order)}
-        outbox.enqueue(outbox.MERCHANT, "order.renewed", f"merchant:{order.order_id}:renewed:{renewal_event}", event,
-                       now, order)
+        messages.append(outbox.Message(outbox.MERCHANT, "order.renewed",
+                                       f"merchant:{order.order_id}:renewed:{renewal_event}", event))
     if order.telegram_id:
-        outbox.enqueue_buyer_message(order.telegram_id, notifications.renewed_text(order, settings.credit_unit),
-                                     "notify.renewed",
-                                     f"{outbox.buyer_channel()}:{order.order_id}:renewed:{renewal_event}",
-                                     settings, now, order)
+        messages.append(outbox.buyer_message(order.telegram_id, notifications.renewed_text(order, settings.credit_unit),
+                                             "notify.renewed",
+                                             f"{outbox.buyer_channel()}:{order.order_id}:renewed:{renewal_event}",
+                                             settings))
+    outbox.enqueue_all(messages, now, order)
 
 
 def announce_renewal_refund(order: OrderRow, renewal_event: int, settings: Settings, now: datetime) -> None:

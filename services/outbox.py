@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from sqlalchemy import or_, select, update
 
 from services.db import db, transaction
-from services.driver import insert_ignore
+from services.driver import insert_ignore, insert_ignore_rows
 from services.errors import GatewayError
 from services.models import Order, OutboxMessage
 from services.providers import registry
@@ -32,20 +32,42 @@ CORE_CHANNELS = (PANEL, MERCHANT)
 PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
 
 
+@dataclass(frozen=True)
+class Message:
+    """One outbox row to be: where it goes, what it is, the key that makes a repeat of its cause a no-op."""
+
+    channel: str
+    kind: str
+    dedupe_key: str
+    payload: dict[str, Any]
+
+
 def enqueue(channel: str, kind: str, dedupe_key: str, payload: dict[str, Any], now: datetime,
             order: Order | OrderRow | None = None) -> int | None:
     """Queue one message; the dedupe key makes a repeat of the same cause a no-op (None)."""
-    return insert_ignore(OutboxMessage, {
-        "channel": channel,
-        "kind": kind,
-        "dedupe_key": dedupe_key,
-        "payload": payload,
+    return insert_ignore(OutboxMessage, _row(Message(channel, kind, dedupe_key, payload), now, order),
+                         ["dedupe_key"])
+
+
+def enqueue_all(messages: list[Message | None], now: datetime, order: Order | OrderRow | None = None) -> None:
+    """Queue the messages of one cause in one statement (None: a message with nobody to send it); each one's
+    dedupe key makes its repeat a no-op."""
+    insert_ignore_rows(OutboxMessage, [_row(message, now, order) for message in messages if message is not None],
+                       ["dedupe_key"])
+
+
+def _row(message: Message, now: datetime, order: Order | OrderRow | None) -> dict[str, Any]:
+    return {
+        "channel": message.channel,
+        "kind": message.kind,
+        "dedupe_key": message.dedupe_key,
+        "payload": message.payload,
         "order_pk": order.id if order is not None else None,
         "status": PENDING,
         "attempts": 0,
         "next_attempt_at": now,
         "created_at": now,
-    }, ["dedupe_key"])
+    }
 
 
 def buyer_channel() -> str:
@@ -53,13 +75,20 @@ def buyer_channel() -> str:
     return registry.notifier().channel
 
 
-def enqueue_buyer_message(chat_id: int, text: str, kind: str, dedupe_key: str, settings: Settings, now: datetime,
-                          order: Order | OrderRow | None = None) -> int | None:
-    """Queue a message to the buyer, unless no notifier is configured."""
+def buyer_message(chat_id: int, text: str, kind: str, dedupe_key: str, settings: Settings) -> Message | None:
+    """A message to the buyer, or None when no notifier is configured."""
     notifier = registry.notifier()
     if not notifier.enabled(settings):
         return None
-    return enqueue(notifier.channel, kind, dedupe_key, {"chat_id": chat_id, "text": text}, now, order)
+    return Message(notifier.channel, kind, dedupe_key, {"chat_id": chat_id, "text": text})
+
+
+def enqueue_buyer_message(chat_id: int, text: str, kind: str, dedupe_key: str, settings: Settings, now: datetime,
+                          order: Order | OrderRow | None = None) -> int | None:
+    """Queue a message to the buyer, unless no notifier is configured."""
+    message = buyer_message(chat_id, text, kind, dedupe_key, settings)
+    return None if message is None else enqueue(message.channel, message.kind, message.dedupe_key,
+                                                 message.payload, now, order)
 
 
 def enqueue_panel_sync(order: OrderRow, purchase_id: int, cause: str, settings: Settings, now: datetime, *,
