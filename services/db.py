@@ -88,22 +88,21 @@ class UTCDateTime(TypeDecorator):
     def bind_processor(self, dialect):
         if dialect.name != "sqlite":
             return super().bind_processor(dialect)
-        # SQLite stores the text SQLAlchemy's DATETIME writes ("YYYY-MM-DD HH:MM:SS.ffffff", UTC), made here in one
-        # step: a paid webhook binds the same `now` about a dozen times inside the writer lock, and the generic
-        # chain (convert, then format through a dict) was a twentieth of the lock's hold. The last value is
+        # SQLite stores the text SQLAlchemy's DATETIME writes ("YYYY-MM-DD HH:MM:SS.ffffff", UTC), made here by
+        # isoformat rather than its format through a dict: a paid webhook binds the same `now` about a dozen times
+        # inside the writer lock, and the generic chain was a twentieth of the lock's hold. The last value is
         # remembered by identity: datetimes are immutable, so the same object always gives the same text.
-        last: list[tuple[datetime, str] | None] = [None]
+        last: tuple[datetime, str] | None = None
 
         def process(value: datetime | None) -> str | None:
+            nonlocal last
             if value is None:
                 return None
-            remembered = last[0]
+            remembered = last
             if remembered is not None and remembered[0] is value:
                 return remembered[1]
-            if value.tzinfo is None:
-                raise ValueError("naive datetime given to a UTC column")
-            text = value.astimezone(timezone.utc).replace(tzinfo=None).isoformat(" ", "microseconds")
-            last[0] = (value, text)
+            text = self.process_bind_param(value, dialect).isoformat(" ", "microseconds")
+            last = (value, text)
             return text
 
         return process
