@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 
 import pytest
 from sqlalchemy import func, literal, select
+from sqlalchemy.exc import DBAPIError
 
 from services import driver
 from services.db import db, transaction
@@ -75,6 +76,19 @@ def test_postgresql_takes_a_new_cursor_after_its_connection_is_replaced(app, cur
         with transaction():
             assert list(driver.fetch_row(driver.session_connection(), COUNT, {}).values()) == [0]
         assert len(cursors) == 2 and cursors[1].connection is not cursors[0].connection
+
+
+def test_postgresql_keeps_using_the_cursor_after_a_statement_on_it_failed(app, cursors):
+    with app.app_context():
+        on_postgresql()
+        with pytest.raises(DBAPIError, match="too long"), transaction():
+            # channel is VARCHAR(16): the server refuses the row and the transaction is rolled back.
+            enqueue_all([Message("c" * 17, "order.paid", "merchant:c-0:paid", {})], NOW)
+        queue_two()
+        with transaction():
+            count = driver.fetch_row(driver.session_connection(), COUNT, {})
+        assert list(count.values()) == [2]
+        assert len(cursors) == 2 and cursors[0] is cursors[1]
 
 
 def test_sqlite_leaves_no_half_read_statement_holding_back_checkpoints(app):
