@@ -201,6 +201,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--group", action="store_true", help="print own time per request by package instead")
     parser.add_argument("--cpu", action="store_true", help="profile CPU time (process_time) instead of wall time")
     parser.add_argument("--database-url", help="PostgreSQL database named bench* (emptied); default SQLite in /tmp")
+    parser.add_argument("--no-cprofile", action="store_true",
+                        help="run the second batch without cProfile, for a sampler outside (py-spy record)")
     args = parser.parse_args(argv)
     if args.database_url and "/bench" not in args.database_url:
         parser.error("--database-url must name a database starting with bench (it is emptied)")
@@ -236,7 +238,10 @@ def main(argv: list[str] | None = None) -> None:
                              f"{statistics.median(held for held, _ in spans) * 1e6:.0f} µs, of which COMMIT "
                              f"{statistics.median(commit for _, commit in spans) * 1e6:.0f} µs "
                              f"({len(spans)} transactions)\n")
-            report.write(profiled(app, environs[1], args.sort, args.limit, args.group, args.cpu))
+            if args.no_cprofile:
+                timed(app, environs[1])
+            else:
+                report.write(profiled(app, environs[1], args.sort, args.limit, args.group, args.cpu))
     finally:
         crypto_pay.stop()
         sys.stdout.close()
