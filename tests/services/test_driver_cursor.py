@@ -16,7 +16,8 @@ from services.models import OutboxMessage
 from services.outbox import MERCHANT, Message, enqueue_all
 
 NOW = datetime(2026, 12, 5, 1, 0, tzinfo=timezone.utc)
-PENDING = select(OutboxMessage.id, OutboxMessage.dedupe_key).where(OutboxMessage.status == literal("pending"))
+PENDING = (select(OutboxMessage.id, OutboxMessage.dedupe_key).where(OutboxMessage.status == literal("pending"))
+           .order_by(OutboxMessage.id))
 COUNT = select(func.count()).select_from(OutboxMessage)
 
 
