@@ -155,7 +155,7 @@ def write_doc(path: Path, today: str, machine: dict, settings: dict, outcome: di
         "",
         f"Machine: {machine['cpus']} cores ({machine['cpu_model']}), {machine['memory_gib']} GiB, Linux "
         f"{machine['kernel']}, Python {machine['python']}, gunicorn sync workers as `gunicorn.conf.py` sets them "
-        f"(2 × cores + 1); {versions}.",
+        f"(cores + 1, at least 3); {versions}.",
         "",
         rendered,
         DOC_END,

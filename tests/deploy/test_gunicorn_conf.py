@@ -63,6 +63,13 @@ def test_defaults_suit_a_loopback_service_behind_nginx(load):
     assert cfg.control_socket_disable is True  # no socket in $HOME
 
 
+@pytest.mark.parametrize(("cores", "workers"), [(1, 3), (2, 3), (3, 4), (4, 5), (7, 8), (16, 8)])
+def test_default_workers_are_one_per_core_and_one_more(load, monkeypatch, cores, workers):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(cores)))
+    cfg, _ = load()
+    assert cfg.workers == workers
+
+
 def test_environment_knobs(load):
     cfg, _ = load(
         GUNICORN_BIND="0.0.0.0:9000", GUNICORN_WORKERS="3", GUNICORN_THREADS="4",
