@@ -74,9 +74,10 @@ bind = [os.environ.get("GUNICORN_BIND", "127.0.0.1:8080")]
 # * cores + 1, not gunicorn's 2*cores+1 rule of thumb (meant for workers
 #   that mostly wait): these requests are short and use the CPU, so workers
 #   beyond the cores only take the CPU from each other, and on SQLite from the
-#   one holding the writer lock.  On 2 cores, 3 workers answered new webhooks
-#   15-32 % faster than 5 and status reads 4-20 % faster, with no loss on
-#   PostgreSQL (docs/performance.md, change 16).
+#   one holding the writer lock.  On 2 cores, 3 workers answered SQLite's new
+#   webhooks 15-32 % faster than 5, status reads 3-20 % faster on both
+#   databases, PostgreSQL's new webhooks -8 to +32 % per round
+#   (docs/performance.md, change 16).
 # * At least 3, so that two requests waiting on a slow provider still leave
 #   one for webhooks; at most 8, since every worker is a database client.
 # GUNICORN_THREADS > 1 makes gunicorn switch to the gthread worker by itself.
