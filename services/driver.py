@@ -175,16 +175,16 @@ def _statement_cursor(pooled, driver, dialect: str):
     A psycopg cursor set up afresh for each statement cost 12–27 µs of CPU more than one executed again, and a
     new webhook runs nine; psycopg reads a result whole, so a kept cursor holds nothing on the server. On SQLite
     a cursor is a cheap C object, and one kept with a half-read SELECT would keep that statement's read snapshot
-    open while the connection sits in the pool, holding back WAL checkpoints: a fresh one each time.
+    open while the connection sits in the pool, holding back WAL checkpoints: a fresh one each time. The pool
+    empties a connection's `info` when it connects again, so a replaced connection never gets the old cursor.
     """
     if dialect != "postgresql":
         return driver.cursor()
     info = pooled.info
-    kept = info.get(_CURSOR)
-    if kept is None or kept[0] is not driver:
-        kept = (driver, driver.cursor())
-        info[_CURSOR] = kept
-    return kept[1]
+    cursor = info.get(_CURSOR)
+    if cursor is None:
+        cursor = info[_CURSOR] = driver.cursor()
+    return cursor
 
 
 def fetch_row(connection: Connection, statement, parameters: dict[str, Any]) -> dict[str, Any] | None:

@@ -98,12 +98,12 @@ def install() -> None:
     if _installed:
         return
     with _install_lock:
-        if not event.contains(Session, "after_commit", _count_committed):
+        if not _installed:
             event.listen(Session, "after_commit", _count_committed)
             # "soft": also when the transaction never reached the database. The code takes no savepoints,
             # so any rollback ends the whole unit of work.
             event.listen(Session, "after_soft_rollback", _drop_rolled_back)
-        _installed = True
+            _installed = True
 
 
 def _count_committed(session: Session) -> None:

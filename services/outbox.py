@@ -45,8 +45,11 @@ class Message:
 def enqueue(channel: str, kind: str, dedupe_key: str, payload: dict[str, Any], now: datetime,
             order: Order | OrderRow | None = None) -> int | None:
     """Queue one message; the dedupe key makes a repeat of the same cause a no-op (None)."""
-    return insert_ignore(OutboxMessage, _row(Message(channel, kind, dedupe_key, payload), now, order),
-                         ["dedupe_key"])
+    return _enqueue(Message(channel, kind, dedupe_key, payload), now, order)
+
+
+def _enqueue(message: Message, now: datetime, order: Order | OrderRow | None) -> int | None:
+    return insert_ignore(OutboxMessage, _row(message, now, order), ["dedupe_key"])
 
 
 def enqueue_all(messages: list[Message | None], now: datetime, order: Order | OrderRow | None = None) -> None:
@@ -87,8 +90,7 @@ def enqueue_buyer_message(chat_id: int, text: str, kind: str, dedupe_key: str, s
                           order: Order | OrderRow | None = None) -> int | None:
     """Queue a message to the buyer, unless no notifier is configured."""
     message = buyer_message(chat_id, text, kind, dedupe_key, settings)
-    return None if message is None else enqueue(message.channel, message.kind, message.dedupe_key,
-                                                 message.payload, now, order)
+    return None if message is None else _enqueue(message, now, order)
 
 
 def enqueue_panel_sync(order: OrderRow, purchase_id: int, cause: str, settings: Settings, now: datetime, *,

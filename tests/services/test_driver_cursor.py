@@ -63,7 +63,7 @@ def test_postgresql_runs_every_statement_of_a_connection_on_its_one_cursor(app, 
         # The status and repeat look-ups run in autocommit on the pooled connection's kept cursor too.
         assert driver.fetch_one("SELECT count(*) FROM outbox", ()) == (2,)
         with db.engine.connect() as again_pooled:
-            assert again_pooled.connection.info[driver._CURSOR][1] is cursors[0]
+            assert again_pooled.connection.info[driver._CURSOR] is cursors[0]
             assert [column.name for column in cursors[0].description] == ["count"]
 
 
