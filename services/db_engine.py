@@ -67,17 +67,21 @@ def configure_engine(engine: Engine) -> None:
         # A reader takes no lock: in WAL mode it sees a consistent snapshot beside the one writer.
         # Sent on the driver's connection: SQLAlchemy's execution path cost more than the statement.
         write = not connection.get_execution_options().get(READ_ONLY)
-        driver_connection = connection.connection.driver_connection
-        try:
-            if isinstance(driver_connection, SQLiteConnection):
-                driver_connection.begin(write=write)
-            else:
-                driver_connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-        except sqlite3.OperationalError as exc:
-            statement = "BEGIN IMMEDIATE" if write else "BEGIN"
-            # Bypassing SQLAlchemy skips its wrapping too: wrap here, so a lock wait that ran out is a
-            # DATABASE_DOWN error (503, retry) like any other, not an unexpected one.
-            raise OperationalError(statement, None, exc) from exc
+        begin_sqlite(connection.connection.driver_connection, write=write)
+
+
+def begin_sqlite(driver_connection, *, write: bool) -> None:
+    """BEGIN IMMEDIATE behind the writer lock for a write transaction, BEGIN for a read."""
+    try:
+        if isinstance(driver_connection, SQLiteConnection):
+            driver_connection.begin(write=write)
+        else:
+            driver_connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+    except sqlite3.OperationalError as exc:
+        statement = "BEGIN IMMEDIATE" if write else "BEGIN"
+        # Bypassing SQLAlchemy skips its wrapping too: wrap here, so a lock wait that ran out is a
+        # DATABASE_DOWN error (503, retry) like any other, not an unexpected one.
+        raise OperationalError(statement, None, exc) from exc
 
 
 def _ping_idle_connections(engine: Engine) -> None:

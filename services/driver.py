@@ -8,10 +8,11 @@ DBAPI cursor, with the columns' own type conversions and SQLAlchemy's exception 
 from __future__ import annotations
 
 import functools
+from contextvars import ContextVar
 from typing import Any
 
 from psycopg.pq import TransactionStatus
-from sqlalchemy import Connection, Table, bindparam
+from sqlalchemy import Connection, Engine, Table, bindparam
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 
@@ -19,6 +20,20 @@ from services.db import Base, db
 
 # Where session_connection keeps the connection of the session's current transaction.
 _CONNECTION = "gateway_connection"
+
+# The write unit (services/unit.py) running in this context, if any: the ingest's statements go to its connection.
+CURRENT_UNIT: ContextVar[Any] = ContextVar("write_unit", default=None)
+
+
+def write_connection():
+    """The connection to run a write transaction's next statement on, now: the current write unit's, after the
+    writes it deferred so far (so that statements reach the database in the order they were issued); else the
+    ORM session's."""
+    unit = CURRENT_UNIT.get()
+    if unit is None:
+        return session_connection()
+    unit.send_deferred()
+    return unit
 
 
 def session_connection() -> Connection:
@@ -37,6 +52,21 @@ def session_connection() -> Connection:
     return connection
 
 
+def write_later(statement, parameters: dict[str, Any]) -> None:
+    """Run a write whose result nobody reads: in a write unit it waits for the unit's next statement or its COMMIT
+    (on PostgreSQL sent together with the COMMIT, one round trip); else at once."""
+    compiled = _driver_statement(statement, db.engine.dialect)
+    _write_later(compiled, compiled.parameters(parameters))
+
+
+def _write_later(compiled: _DriverStatement, values) -> None:
+    unit = CURRENT_UNIT.get()
+    if unit is None:
+        _run(session_connection(), compiled, values)
+    else:
+        unit.defer(compiled, values)
+
+
 def insert_ignore(model: type[Base], values: dict[str, Any], conflict_columns: list[str]):
     """INSERT … ON CONFLICT DO NOTHING RETURNING id: the new id, or None when the row already existed."""
     keys = _column_keys(model)
@@ -47,14 +77,15 @@ def insert_ignore(model: type[Base], values: dict[str, Any], conflict_columns: l
     # Converted (JSON encoded …) before the connection is asked for: a transaction's first statement begins it,
     # which on SQLite takes the writer lock, and a webhook's first row carries its headers, body and details.
     prepared = compiled.parameters(parameters)
-    row = _run(session_connection(), compiled, prepared).fetchone()
+    row = _run(write_connection(), compiled, prepared).fetchone()
     return None if row is None else row[0]
 
 
 def insert_ignore_rows(model: type[Base], rows: list[dict[str, Any]], conflict_columns: list[str]) -> None:
     """INSERT … VALUES (…), (…) ON CONFLICT DO NOTHING: rows of one table (all with the same keys) in one
-    statement, each skipped when its row already exists. One statement instead of one per row: on SQLite the
-    webhook's statements run inside the writer lock, on PostgreSQL each is a round trip."""
+    statement, each skipped when its row already exists, written later (`write_later`): nothing is read back.
+    One statement instead of one per row: on SQLite the webhook's statements run inside the writer lock, on
+    PostgreSQL each is a round trip."""
     if not rows:
         return
     keys = _column_keys(model)
@@ -63,7 +94,7 @@ def insert_ignore_rows(model: type[Base], rows: list[dict[str, Any]], conflict_c
     dialect = db.engine.dialect
     compiled = _driver_statement(_insert_rows_statement(model.__table__, tuple(conflict_columns), names, len(rows),
                                                         dialect.name), dialect)
-    _run(session_connection(), compiled, compiled.parameters(parameters))
+    _write_later(compiled, compiled.parameters(parameters))
 
 
 @functools.lru_cache(maxsize=64)
@@ -149,20 +180,54 @@ def execute_on_driver(connection: Connection, statement, parameters: dict[str, A
 
 
 def _run(connection: Connection, compiled: _DriverStatement, values):
-    """The statement run on the connection's driver cursor; the cursor, to be read before the next statement."""
-    dialect = connection.dialect
+    """The statement run on the connection's driver cursor; the cursor, to be read before the next statement.
+
+    `connection` is a SQLAlchemy Connection or a write unit: what is used of it is its `dialect`, its pooled
+    `connection` and `invalidate`."""
     pooled = connection.connection
     driver = pooled.driver_connection
     try:
-        cursor = _statement_cursor(pooled, driver, dialect.name)
+        cursor = _statement_cursor(pooled, driver, connection.dialect.name)
         cursor.execute(compiled.sql, values)
         return cursor
-    except dialect.loaded_dbapi.Error as exc:
-        invalidated = dialect.is_disconnect(exc, driver, None)
-        if invalidated:
-            connection.invalidate(exc)
-        raise DBAPIError.instance(compiled.sql, values, exc, dialect.loaded_dbapi.Error,
-                                  connection_invalidated=invalidated, dialect=dialect) from exc
+    except connection.dialect.loaded_dbapi.Error as exc:
+        raise _database_error(connection, exc, compiled.sql, values) from exc
+
+
+def run_all(connection, statements: list[tuple[_DriverStatement, Any]]) -> None:
+    """Run compiled statements, each with its converted values, one after another on the connection."""
+    for compiled, values in statements:
+        _run(connection, compiled, values)
+
+
+def commit_after(connection, statements: list[tuple[_DriverStatement, Any]]) -> None:
+    """Run the statements, then commit the connection's transaction; on PostgreSQL all of it as one pipeline, one
+    round trip. The first failure aborts the transaction: what follows it is skipped, nothing commits, and that
+    failure is raised (as SQLAlchemy's error)."""
+    driver = connection.connection.driver_connection
+    try:
+        if statements and connection.dialect.name == "postgresql":
+            cursor = _statement_cursor(connection.connection, driver, "postgresql")
+            with driver.pipeline():
+                for compiled, values in statements:
+                    cursor.execute(compiled.sql, values)
+                driver.commit()
+        else:
+            run_all(connection, statements)
+            driver.commit()
+    except connection.dialect.loaded_dbapi.Error as exc:
+        raise _database_error(connection, exc, "COMMIT") from exc
+
+
+def _database_error(connection, exc: Exception, statement: str | None = None, parameters: Any = None) -> DBAPIError:
+    """The driver's error as SQLAlchemy's (OperationalError, IntegrityError …), the connection invalidated when the
+    error says it is lost, so that callers answer it as any other (503 when the database is down)."""
+    dialect = connection.dialect
+    invalidated = dialect.is_disconnect(exc, connection.connection.driver_connection, None)
+    if invalidated:
+        connection.invalidate(exc)
+    return DBAPIError.instance(statement, parameters, exc, dialect.loaded_dbapi.Error,
+                               connection_invalidated=invalidated, dialect=dialect)
 
 
 # Where a pooled PostgreSQL connection keeps its cursor.
@@ -199,6 +264,29 @@ def fetch_row(connection: Connection, statement, parameters: dict[str, Any]) -> 
             for (key, convert), value in zip(compiled.results(cursor), row)}
 
 
+def fetch_rows(connection: Connection, statement, parameters: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every row of a prebuilt Core SELECT, as fetch_row gives one."""
+    compiled = _driver_statement(statement, connection.dialect)
+    cursor = _run(connection, compiled, compiled.parameters(parameters))
+    rows = cursor.fetchall()
+    if not rows:
+        return []
+    results = compiled.results(cursor)
+    return [{key: value if convert is None or value is None else convert(value)
+             for (key, convert), value in zip(results, row)} for row in rows]
+
+
+def checkout(engine: Engine):
+    """A pooled DBAPI connection (its `driver_connection` is the driver's own); a failed connect raised as
+    SQLAlchemy's error, which raw_connection() leaves unwrapped (Engine.connect() would wrap it)."""
+    dialect = engine.dialect
+    try:
+        return engine.raw_connection()
+    except dialect.loaded_dbapi.Error as exc:
+        raise DBAPIError.instance(None, None, exc, dialect.loaded_dbapi.Error, connection_invalidated=True,
+                                  dialect=dialect) from exc
+
+
 @functools.lru_cache(maxsize=64)
 def _driver_sql(sql: str, dialect: str) -> str:
     return sql.replace("?", "%s") if dialect == "postgresql" else sql
@@ -218,12 +306,7 @@ def fetch_one(sql: str, parameters: tuple) -> tuple | None:
     engine = db.engine
     dialect = engine.dialect
     statement = _driver_sql(sql, dialect.name)
-    try:
-        # raw_connection() leaves a failed connect unwrapped (Engine.connect() would wrap it).
-        connection = engine.raw_connection()
-    except dialect.loaded_dbapi.Error as exc:
-        raise DBAPIError.instance(None, None, exc, dialect.loaded_dbapi.Error, connection_invalidated=True,
-                                  dialect=dialect) from exc
+    connection = checkout(engine)
     driver = connection.driver_connection
     try:
         if dialect.name == "sqlite":

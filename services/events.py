@@ -22,7 +22,8 @@ from sqlalchemy import bindparam, select, update
 
 from services import metrics, orders, settle
 from services.db import DATABASE_DOWN, db, expire_loaded, transaction
-from services.driver import execute_on_driver, fetch_one, insert_ignore, session_connection
+from services.unit import write_unit
+from services.driver import fetch_one, fetch_row, insert_ignore, write_connection, write_later
 from services.errors import GatewayError, SignatureInvalid
 from services.models import ProviderEvent
 from services.notices import DUPLICATE, ERROR, REFUNDED, RETRYABLE, Delivery, IngestResult, Notice
@@ -139,7 +140,7 @@ def note_reconciled(result: IngestResult, provider: str, order_id: str) -> int:
 
 def _ingest_committed(delivery: Delivery, notice: Notice, settings: Settings, now: datetime) -> IngestResult:
     try:
-        with transaction():
+        with write_unit():
             result = _ingest_once(delivery, notice, settings, now)
     except DATABASE_DOWN:
         raise
@@ -161,9 +162,9 @@ def _ingest_once(delivery: Delivery, notice: Notice, settings: Settings, now: da
     event = _claim_event(delivery, notice, now)
     if event is None:
         row = _locked_event_row(delivery.provider, notice.event_key)
-        if row.status not in RETRYABLE:
-            return IngestResult(row.id, DUPLICATE, row.claimed_order_id)
-        event = _StoredEvent(row.id, delivery.provider, row.processing_attempts)
+        if row["status"] not in RETRYABLE:
+            return IngestResult(row["id"], DUPLICATE, row["claimed_order_id"])
+        event = _StoredEvent(row["id"], delivery.provider, row["processing_attempts"])
     order = _find_order(delivery.provider, notice)
     settlement = settle.apply(event.id, delivery.provider, notice, order, settings, now)
     _record_outcome(event.id, settlement.outcome, order, settlement.problem and _clean(settlement.problem),
@@ -177,13 +178,13 @@ def _claim_event(delivery: Delivery, notice: Notice, now: datetime) -> _StoredEv
     return _StoredEvent(new_id, delivery.provider) if new_id is not None else None
 
 
-def _locked_event_row(provider: str, event_key: str):
-    return session_connection().execute(_EVENT_ROW, {"provider": provider, "event_key": event_key}).one()
+def _locked_event_row(provider: str, event_key: str) -> dict[str, Any]:
+    return fetch_row(write_connection(), _EVENT_ROW, {"provider": provider, "event_key": event_key})
 
 
 def _record_outcome(event_id: int, outcome: str, order: orders.OrderRow | None, problem: str | None,
                     processed_at: datetime | None, retry_at: datetime | None = None) -> None:
-    execute_on_driver(session_connection(), _EVENT_OUTCOME, {
+    write_later(_EVENT_OUTCOME, {
         "event_id": event_id, "outcome": outcome, "order": order.id if order is not None else None,
         "problem": problem, "at": processed_at, "retry_at": retry_at})
     # A caller may hold the event as an ORM object (admin replay does).
@@ -194,7 +195,7 @@ def _store_failed(delivery: Delivery, notice: Notice, error: str, settings: Sett
     """Keep the failed event, due for an automatic retry; if even its parsed fields cannot be stored, keep the
     raw body with its identity alone, so that an acknowledged event is never lost."""
     try:
-        with transaction():
+        with write_unit():
             return _mark_failed(delivery, notice, error, settings, now)
     except DATABASE_DOWN:
         raise
@@ -203,7 +204,7 @@ def _store_failed(delivery: Delivery, notice: Notice, error: str, settings: Sett
                          extra={"event_key": notice.event_key})
     bare = Notice(event_key=notice.event_key[:200], event_type=notice.event_type[:64], action=notice.action,
                   details={"note": "stored without its parsed fields: see the raw body"})
-    with transaction():
+    with write_unit():
         return _mark_failed(delivery, bare, error, settings, now)
 
 
@@ -211,7 +212,7 @@ def _mark_failed(delivery: Delivery, notice: Notice, error: str, settings: Setti
     event = _claim_event(delivery, notice, now)
     if event is None:
         row = _locked_event_row(delivery.provider, notice.event_key)
-        event = _StoredEvent(row.id, delivery.provider, row.processing_attempts)
+        event = _StoredEvent(row["id"], delivery.provider, row["processing_attempts"])
     schedule = settings.event_retry_schedule
     retry_at = now + timedelta(seconds=schedule[event.attempts]) if event.attempts < len(schedule) else None
     _record_outcome(event.id, ERROR, None, error, processed_at=None, retry_at=retry_at)

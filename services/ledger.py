@@ -8,23 +8,24 @@ from typing import TYPE_CHECKING
 from sqlalchemy import bindparam, func, select
 
 from services.db import reading
-from services.driver import insert_ignore
+from services.driver import insert_ignore_rows
 from services.models import LedgerEntry
 
 if TYPE_CHECKING:
     from services.orders import OrderRow
 
 
-def post(order: OrderRow, amount: int, reason: str, unit: str, now: datetime) -> bool:
-    """Add one entry for this order and reason; False if it was already posted."""
-    return insert_ignore(LedgerEntry, {
+def post(order: OrderRow, amount: int, reason: str, unit: str, now: datetime) -> None:
+    """Add one entry for this order and reason, unless it was posted before (written later: nothing reads it back
+    in the transaction, see services/unit.py)."""
+    insert_ignore_rows(LedgerEntry, [{
         "telegram_id": order.telegram_id,
         "amount": amount,
         "unit": unit,
         "reason": reason,
         "order_pk": order.id,
         "created_at": now,
-    }, ["order_pk", "reason"]) is not None
+    }], ["order_pk", "reason"])
 
 
 _BALANCE_QUERY = (select(func.coalesce(func.sum(LedgerEntry.amount), 0))

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from services import outbox
 from services.db import DATABASE_DOWN, db
+from services.driver import CURRENT_UNIT
 from services.models import OutboxMessage
 
 logger = logging.getLogger(__name__)
@@ -87,6 +88,10 @@ def record_reconciliation(provider: str, result: str) -> None:
 
 def record_fulfilment(kind: str) -> None:
     """Count a grant or reversal once the transaction that wrote it commits; nothing if it rolls back."""
+    unit = CURRENT_UNIT.get()
+    if unit is not None:
+        unit.after_commit(FULFILMENTS.labels(kind).inc)
+        return
     install()
     db.session.info.setdefault(_PENDING_KEY, []).append(kind)
 

@@ -17,7 +17,7 @@ from sqlalchemy.orm import joinedload
 
 from services import notifications, outbox
 from services.db import db, expire_loaded, transaction
-from services.driver import execute_on_driver, fetch_one, fetch_row, session_connection
+from services.driver import execute_on_driver, fetch_one, fetch_row, write_connection
 from services.errors import NotFound
 from services.models import Order, Purchase
 from services.money import normalized
@@ -174,13 +174,13 @@ _LOCKED_ROW_BY_REF = (_ROW.where(_ORDERS.c.provider == bindparam("provider"),
 def lock_order(order_id: str) -> OrderRow | None:
     """The order with this orderId, its row locked for the rest of the transaction (PostgreSQL; SQLite's writer
     holds the whole database)."""
-    values = fetch_row(session_connection(), _LOCKED_ROW_BY_ORDER_ID, {"order_id": order_id})
+    values = fetch_row(write_connection(), _LOCKED_ROW_BY_ORDER_ID, {"order_id": order_id})
     return None if values is None else OrderRow(**values)
 
 
 def lock_order_by_ref(provider: str, provider_ref: str) -> OrderRow | None:
     """The order this provider's payment id was created for, locked like `lock_order`."""
-    values = fetch_row(session_connection(), _LOCKED_ROW_BY_REF, {"provider": provider, "provider_ref": provider_ref})
+    values = fetch_row(write_connection(), _LOCKED_ROW_BY_REF, {"provider": provider, "provider_ref": provider_ref})
     return None if values is None else OrderRow(**values)
 
 
@@ -188,7 +188,7 @@ def save(order: OrderRow, now: datetime, **changes: Any) -> None:
     """Write these columns of the order's row (and updated_at), then the same values into `order`."""
     changes["updated_at"] = now
     parameters = {"order_pk": order.id, **{f"new_{name}": value for name, value in changes.items()}}
-    if execute_on_driver(session_connection(), _update_statement(tuple(changes)), parameters).rowcount != 1:
+    if execute_on_driver(write_connection(), _update_statement(tuple(changes)), parameters).rowcount != 1:
         raise RuntimeError(f"order {order.order_id!r} is not stored")
     for name, value in changes.items():
         object.__setattr__(order, name, value)
@@ -203,10 +203,10 @@ def _update_statement(names: tuple[str, ...]):
             .values({column.name: bindparam(f"new_{name}", type_=column.type) for name, column in columns.items()}))
 
 
-def attach_purchase(order: OrderRow, purchase: Purchase, now: datetime) -> None:
+def attach_purchase(order: OrderRow, purchase_id: int, subscription_url: str | None, now: datetime) -> None:
     """Record the purchase the order activated or extended (its link is shown with the order)."""
-    save(order, now, purchase_id=purchase.id)
-    object.__setattr__(order, "subscription_url", purchase.subscription_url)
+    save(order, now, purchase_id=purchase_id)
+    object.__setattr__(order, "subscription_url", subscription_url)
 
 
 def get_order(order_id: str) -> Order:

@@ -6,11 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, literal, select, update
 
 from services import ledger, metrics, orders, outbox
-from services.db import db
-from services.driver import insert_ignore
+from services.db import expire_loaded
+from services.driver import execute_on_driver, fetch_row, fetch_rows, insert_ignore, write_connection
 from services.models import Fulfilment, Order, ProviderEvent, Purchase
 from services.notices import (CANCELLED, CONFLICT, EXPIRED, FAILED, IGNORE, IGNORED, MISMATCH, PAID, PROCESSED,
                               REFUNDED, RENEWED, SETTLED, UNMATCHED, Notice)
@@ -74,8 +74,8 @@ def _renew(event_pk: int | None, notice: Notice, order: orders.OrderRow, setting
         if order.credit:
             ledger.post(order, order.credit, _renewal_kind(event_pk), settings.credit_unit, now)
         if order.subscription_plan:
-            purchase = _extend_purchase(order, timedelta(days=order.subscription_days), now)
-            outbox.enqueue_panel_sync(order, purchase.id, _renewal_kind(event_pk), settings, now, notify=False)
+            purchase_id, _link = _extend_purchase(order, timedelta(days=order.subscription_days), now)
+            outbox.enqueue_panel_sync(order, purchase_id, _renewal_kind(event_pk), settings, now, notify=False)
         _record_renewal(order, notice, now)
         orders.announce_renewal(order, event_pk, settings, now)
     return Settlement(PROCESSED)
@@ -110,7 +110,8 @@ def _renewal_paid_by(order: orders.OrderRow, payment_id: str | None) -> int | No
     """The event of the renewal charge this payment was, or None when it was no renewal of this order."""
     if payment_id is None or not order.recurring:
         return None
-    return db.session.execute(_RENEWAL_PAID_BY, {"order_pk": order.id, "payment_id": payment_id}).scalar()
+    row = fetch_row(write_connection(), _RENEWAL_PAID_BY, {"order_pk": order.id, "payment_id": payment_id})
+    return None if row is None else row["event_pk"]
 
 
 def _reverse_renewal(order: orders.OrderRow, renewal_event: int, settings: Settings, now: datetime) -> None:
@@ -119,10 +120,8 @@ def _reverse_renewal(order: orders.OrderRow, renewal_event: int, settings: Setti
     if order.credit:
         ledger.post(order, -order.credit, f"renewal_refund:{renewal_event}", settings.credit_unit, now)
     if order.subscription_plan and order.purchase_id:
-        purchase = db.session.get(Purchase, order.purchase_id, with_for_update=True)
-        purchase.expires_at -= timedelta(days=order.subscription_days)
-        purchase.updated_at = now
-        outbox.enqueue_panel_sync(order, purchase.id, f"renewal_reversal:{renewal_event}", settings, now,
+        _shorten_purchase(order.purchase_id, timedelta(days=order.subscription_days), now)
+        outbox.enqueue_panel_sync(order, order.purchase_id, f"renewal_reversal:{renewal_event}", settings, now,
                                   notify=False)
     orders.announce_renewal_refund(order, renewal_event, settings, now)
 
@@ -173,13 +172,15 @@ def refund_mismatch(notice: Notice, order: orders.OrderRow, provider: str) -> st
 _PAID_BY = (select(Order.order_id).join(ProviderEvent, ProviderEvent.order_pk == Order.id)
             .where(ProviderEvent.provider == bindparam("provider"),
                    ProviderEvent.provider_payment_id == bindparam("payment_id"),
-                   ProviderEvent.status.in_(SETTLED))
+                   # Fixed values, not an expanding IN: the statement runs on the driver's cursor as compiled.
+                   ProviderEvent.status.in_([literal(status) for status in sorted(SETTLED)]))
             .order_by(ProviderEvent.id))
 
 
 def orders_paid_by(provider: str, payment_id: str) -> list[str]:
     """The orderIds this provider payment settled, however it was matched (automatically or by support)."""
-    return list(db.session.execute(_PAID_BY, {"provider": provider, "payment_id": payment_id}).scalars())
+    return [row["order_id"] for row in fetch_rows(write_connection(), _PAID_BY,
+                                                  {"provider": provider, "payment_id": payment_id})]
 
 
 def _claim(order: orders.OrderRow, kind: str, event_pk: int | None, now: datetime, **details) -> bool:
@@ -197,9 +198,9 @@ def grant(order: orders.OrderRow, event_pk: int | None, settings: Settings, now:
     if order.credit and _claim(order, CREDIT, event_pk, now, amount=order.credit, unit=settings.credit_unit):
         ledger.post(order, order.credit, "order_paid", settings.credit_unit, now)
     if order.subscription_plan and _claim(order, SUBSCRIPTION, event_pk, now, days=order.subscription_days):
-        purchase = _extend_purchase(order, timedelta(days=order.subscription_days), now)
-        orders.attach_purchase(order, purchase, now)
-        outbox.enqueue_panel_sync(order, purchase.id, "sync", settings, now, notify=True)
+        purchase_id, link = _extend_purchase(order, timedelta(days=order.subscription_days), now)
+        orders.attach_purchase(order, purchase_id, link, now)
+        outbox.enqueue_panel_sync(order, purchase_id, "sync", settings, now, notify=True)
 
 
 def reverse(order: orders.OrderRow, event_pk: int | None, settings: Settings, now: datetime) -> None:
@@ -207,23 +208,41 @@ def reverse(order: orders.OrderRow, event_pk: int | None, settings: Settings, no
     if order.credit and _claim(order, CREDIT_REVERSAL, event_pk, now, amount=-order.credit):
         ledger.post(order, -order.credit, "order_refunded", settings.credit_unit, now)
     if order.subscription_plan and order.purchase_id and _claim(order, SUBSCRIPTION_REVERSAL, event_pk, now):
-        purchase = db.session.get(Purchase, order.purchase_id, with_for_update=True)
-        purchase.expires_at -= timedelta(days=order.subscription_days)
-        purchase.updated_at = now
-        outbox.enqueue_panel_sync(order, purchase.id, "reverse", settings, now, notify=False)
+        _shorten_purchase(order.purchase_id, timedelta(days=order.subscription_days), now)
+        outbox.enqueue_panel_sync(order, order.purchase_id, "reverse", settings, now, notify=False)
 
 
-def _extend_purchase(order: orders.OrderRow, period: timedelta, now: datetime) -> Purchase:
-    """The buyer's purchase of this plan, created or extended from max(now, current expiry)."""
+_PURCHASES = Purchase.__table__
+_LOCKED_PURCHASE = (select(_PURCHASES.c.id, _PURCHASES.c.expires_at, _PURCHASES.c.subscription_url)
+                    .where(_PURCHASES.c.telegram_id == bindparam("telegram_id"), _PURCHASES.c.plan == bindparam("plan"))
+                    .with_for_update())
+_LOCKED_EXPIRY = select(_PURCHASES.c.expires_at).where(_PURCHASES.c.id == bindparam("purchase_id")).with_for_update()
+_EXPIRY_VALUES = {"expires_at": bindparam("expires_at", type_=_PURCHASES.c.expires_at.type),
+                  "updated_at": bindparam("at", type_=_PURCHASES.c.updated_at.type)}
+_EXTEND = (update(_PURCHASES).where(_PURCHASES.c.id == bindparam("purchase_id"))
+           .values(status="active", **_EXPIRY_VALUES))
+_SHORTEN = update(_PURCHASES).where(_PURCHASES.c.id == bindparam("purchase_id")).values(**_EXPIRY_VALUES)
+
+
+def _extend_purchase(order: orders.OrderRow, period: timedelta, now: datetime) -> tuple[int, str | None]:
+    """The buyer's purchase of this plan, created or extended from max(now, current expiry): its id and link."""
     insert_ignore(Purchase, {
         "telegram_id": order.telegram_id, "plan": order.subscription_plan, "status": "active",
         "expires_at": now, "created_at": now, "updated_at": now,
     }, ["telegram_id", "plan"])
-    purchase = db.session.execute(
-        select(Purchase).where(Purchase.telegram_id == order.telegram_id, Purchase.plan == order.subscription_plan)
-        .with_for_update().execution_options(populate_existing=True)
-    ).scalar_one()
-    purchase.expires_at = max(purchase.expires_at, now) + period
-    purchase.status = "active"
-    purchase.updated_at = now
-    return purchase
+    purchase = fetch_row(write_connection(), _LOCKED_PURCHASE,
+                         {"telegram_id": order.telegram_id, "plan": order.subscription_plan})
+    _write_expiry(_EXTEND, purchase["id"], max(purchase["expires_at"], now) + period, now)
+    return purchase["id"], purchase["subscription_url"]
+
+
+def _shorten_purchase(purchase_id: int, period: timedelta, now: datetime) -> None:
+    """Take `period` off the purchase's expiry (a refund of what extended it)."""
+    purchase = fetch_row(write_connection(), _LOCKED_EXPIRY, {"purchase_id": purchase_id})
+    _write_expiry(_SHORTEN, purchase_id, purchase["expires_at"] - period, now)
+
+
+def _write_expiry(statement, purchase_id: int, expires_at: datetime, now: datetime) -> None:
+    execute_on_driver(write_connection(), statement, {"purchase_id": purchase_id, "expires_at": expires_at, "at": now})
+    # The session may hold the purchase as an ORM object (the console, a worker's panel sync).
+    expire_loaded(Purchase, purchase_id)

@@ -11,11 +11,12 @@ import pytest
 
 from services import events, timeline
 from services.db import db, transaction
-from services.models import ProviderEvent
+from services.models import Fulfilment, OutboxMessage, ProviderEvent
 from services.notices import PAID, Delivery, Notice
 from tests.blueprints.test_telegram import BUYER, SECRET, SUCCESSFUL_PAYMENT, create_stars, send
 from tests.conftest import FrozenClock
 from tests.helpers import balance, status
+from tests.services.test_write_unit import post_for_no_order
 from tests.support.worker import run_worker
 
 SCHEDULE = "60,300"
@@ -103,3 +104,20 @@ def test_an_event_whose_fields_cannot_be_stored_is_kept_with_its_raw_body(app, c
             assert event.details == {"note": "stored without its parsed fields: see the raw body"}
         else:  # SQLite keeps strings of any length
             assert result.outcome == "unmatched"
+
+
+def test_a_write_that_fails_only_at_the_commit_settles_nothing_and_keeps_the_event_as_failed(stars_app):
+    client = stars_app.test_client()
+    create_stars(client)
+    # The ledger entry is written with the COMMIT (services/unit.py); one naming no order fails there.
+    with mock.patch("services.settle.ledger.post", side_effect=lambda *_args: post_for_no_order()):
+        assert send(client, SUCCESSFUL_PAYMENT).get_json()["outcome"] == "failed"
+    event = stored(stars_app)
+    assert event.status == "failed" and event.error.startswith("IntegrityError")
+    assert status(client, "order-45")["status"] == "pending" and balance(client, BUYER) == 0
+    with stars_app.app_context(), transaction():
+        assert db.session.execute(db.select(Fulfilment)).first() is None
+        assert db.session.execute(db.select(OutboxMessage)).first() is None
+    # The provider's retry settles it once.
+    assert send(client, SUCCESSFUL_PAYMENT).get_json()["outcome"] == "processed"
+    assert status(client, "order-45")["status"] == "paid" and balance(client, BUYER) == 500
