@@ -13,8 +13,9 @@ one's is what the gateway's own code costs on top of Flask and gunicorn.
 - `POST /bare/shape` runs a new webhook's statements and nothing else: the look-up of its key outside any
   transaction, then in one committed transaction the event's conflict-ignoring INSERT, the locked read and
   UPDATE of a row, three more conflict-ignoring INSERTs (the last one of two rows, as the outbox's merchant
-  event and buyer message are queued together) and the event's UPDATE, each its own round trip, as
-  services/events.py runs them. Not a target's floor: it tells how much of a webhook's cost the statements
+  event and buyer message are queued together) and the event's UPDATE, as services/events.py runs them:
+  each its own round trip until the fulfilment claim, then on PostgreSQL the last three with the COMMIT in one
+  pipeline (services/unit.py). Not a target's floor: it tells how much of a webhook's cost the statements
   SPEC §5 asks for take by themselves, before any of the gateway's own work.
 """
 
@@ -110,7 +111,8 @@ def bare_shape():
         _shape_look_up(connection, "?", key)
         connection.execute("BEGIN IMMEDIATE")
         try:
-            _shape_writes(connection, "?", "", body, key)
+            for statement, values in _shape_writes(connection, "?", "", body, key):
+                connection.execute(statement, values)
         except BaseException:
             connection.execute("ROLLBACK")
             raise
@@ -120,8 +122,16 @@ def bare_shape():
         connection.autocommit = True
         _shape_look_up(connection, "%s", key)
         connection.autocommit = False
-        with connection.transaction():
-            _shape_writes(connection, "%s", " FOR UPDATE", body, key)
+        try:
+            unread = _shape_writes(connection, "%s", " FOR UPDATE", body, key)
+            # As services/unit.py: the writes nobody reads back go with the COMMIT, one pipeline.
+            with connection.pipeline():
+                for statement, values in unread:
+                    connection.execute(statement, values)
+                connection.commit()
+        except BaseException:
+            connection.rollback()
+            raise
     return {"success": True}
 
 
@@ -132,14 +142,20 @@ def _shape_look_up(connection, mark: str, key: str) -> None:
         raise RuntimeError(f"shape key {key} used twice")
 
 
-def _shape_writes(connection, mark: str, lock: str, body: bytes, key: str) -> None:
+def _shape_writes(connection, mark: str, lock: str, body: bytes, key: str) -> list[tuple[str, tuple]]:
+    """Run the statements whose answer a webhook reads (the event's id, the locked row, the claim); return those
+    it does not read (the ledger entry, the outbox rows, the event's outcome) for the caller to send."""
     event = connection.execute(_shape_insert(mark, 1) + " RETURNING id", ("event", key, body)).fetchone()[0]
     connection.execute(f"SELECT id, state FROM {SHAPE_TABLE} WHERE id = {mark}{lock}", (event,)).fetchone()
     connection.execute(f"UPDATE {SHAPE_TABLE} SET state = 'paid' WHERE id = {mark}", (event,))
-    for kinds in SHAPE_ROWS:
-        values = [value for kind in kinds for value in (kind, key, b'{"kind": "%s"}' % kind.encode())]
-        connection.execute(_shape_insert(mark, len(kinds)), values)
-    connection.execute(f"UPDATE {SHAPE_TABLE} SET state = 'processed' WHERE id = {mark}", (event,))
+    claim, *unread_rows = SHAPE_ROWS
+    connection.execute(_shape_insert(mark, len(claim)) + " RETURNING id", _shape_values(claim, key)).fetchone()
+    return [(_shape_insert(mark, len(kinds)), _shape_values(kinds, key)) for kinds in unread_rows] + \
+        [(f"UPDATE {SHAPE_TABLE} SET state = 'processed' WHERE id = {mark}", (event,))]
+
+
+def _shape_values(kinds: tuple[str, ...], key: str) -> tuple:
+    return tuple(value for kind in kinds for value in (kind, key, b'{"kind": "%s"}' % kind.encode()))
 
 
 def _shape_insert(mark: str, rows: int) -> str:
