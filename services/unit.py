@@ -63,6 +63,8 @@ class WriteUnit:
 
     def rollback(self) -> None:
         self.deferred.clear()
+        if not self.connection.is_valid:
+            return  # invalidated when it was found lost: closed already, nothing to roll back
         try:
             self.connection.driver_connection.rollback()
         except self.dialect.loaded_dbapi.Error as exc:

@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 
 import pytest
 from sqlalchemy import func, select, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from services import driver, metrics
 from services.db import db, transaction
@@ -134,3 +134,22 @@ def test_sqlite_units_hold_the_writer_lock_until_they_end(app, database_url):
                 post_for_no_order()
         other.acquire(0.01)
         other.close()
+
+
+@pytest.mark.parametrize("lost_before", ["the next statement", "the commit"])
+def test_a_connection_lost_inside_a_unit_is_a_database_error_and_the_next_unit_has_a_fresh_one(app, lost_before):
+    with app.app_context():
+        if db.engine.dialect.name != "postgresql":
+            pytest.skip("a PostgreSQL server can drop a connection")
+        with pytest.raises(OperationalError) as raised:
+            with write_unit():
+                queue("merchant:o-1:paid", "lost")
+                backend = driver.fetch_row(driver.write_connection(), select(func.pg_backend_pid().label("pid")), {})
+                with db.engine.connect() as other:
+                    other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": backend["pid"]})
+                if lost_before == "the next statement":
+                    enqueue(MERCHANT, "order.paid", "merchant:o-2:paid", {"note": "lost"}, NOW)
+        assert raised.value.connection_invalidated
+        with write_unit():
+            queue("merchant:o-3:paid", "next")
+        assert stored() == {"merchant:o-3:paid": "next"}
