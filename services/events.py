@@ -22,12 +22,12 @@ from sqlalchemy import bindparam, select, update
 
 from services import metrics, orders, settle
 from services.db import DATABASE_DOWN, db, expire_loaded, transaction
-from services.unit import write_unit
 from services.driver import fetch_one, fetch_row, insert_ignore, write_connection, write_later
 from services.errors import GatewayError, SignatureInvalid
 from services.models import ProviderEvent
 from services.notices import DUPLICATE, ERROR, REFUNDED, RETRYABLE, Delivery, IngestResult, Notice
 from services.providers import registry
+from services.unit import write_unit
 from webhook_config import Settings
 
 logger = logging.getLogger(__name__)
