@@ -125,6 +125,12 @@ class _DriverStatement:
 
     def __init__(self, statement, dialect):
         compiled = statement.compile(dialect=dialect)
+        expanding = sorted(name for name, bind in compiled.binds.items() if bind.expanding)
+        if expanding:
+            # SQLAlchemy renders an expanding IN at execution; run as compiled it would be a syntax error, which
+            # the database reports as an OperationalError, answered as "database down" (503) for ever.
+            raise ValueError(f"an expanding IN ({', '.join(expanding)}) cannot run on the driver's cursor: "
+                             "give its values as fixed literals")
         self.sql = compiled.string
         self.positional = dialect.positional
         self.names = list(compiled.positiontup) if self.positional else list(compiled.binds)

@@ -106,3 +106,14 @@ def test_sqlite_leaves_no_half_read_statement_holding_back_checkpoints(app):
         busy, _log_frames, _checkpointed = other.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
     assert busy == 0
 
+
+
+def test_an_expanding_in_is_refused_when_the_statement_is_built(app):
+    with app.app_context():
+        with transaction():
+            with pytest.raises(ValueError, match="expanding IN"):
+                driver.fetch_row(driver.session_connection(),
+                                 select(OutboxMessage.id).where(OutboxMessage.status.in_(["a", "b"])), {})
+            fixed = select(func.count()).select_from(OutboxMessage).where(
+                OutboxMessage.status.in_([literal("pending"), literal("dead")]))
+            assert list(driver.fetch_row(driver.session_connection(), fixed, {}).values()) == [0]
