@@ -8,6 +8,7 @@ DBAPI cursor, with the columns' own type conversions and SQLAlchemy's exception 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
 
@@ -197,7 +198,7 @@ def _run(connection: Connection, compiled: _DriverStatement, values):
         cursor.execute(compiled.sql, values)
         return cursor
     except connection.dialect.loaded_dbapi.Error as exc:
-        raise _database_error(connection, exc, compiled.sql, values) from exc
+        raise _database_error(connection.dialect, driver, connection.invalidate, exc, compiled.sql, values) from exc
 
 
 def run_all(connection, statements: list[tuple[_DriverStatement, Any]]) -> None:
@@ -222,16 +223,16 @@ def commit_after(connection, statements: list[tuple[_DriverStatement, Any]]) -> 
             run_all(connection, statements)
             driver.commit()
     except connection.dialect.loaded_dbapi.Error as exc:
-        raise _database_error(connection, exc, "COMMIT") from exc
+        raise _database_error(connection.dialect, driver, connection.invalidate, exc, "COMMIT") from exc
 
 
-def _database_error(connection, exc: Exception, statement: str | None = None, parameters: Any = None) -> DBAPIError:
+def _database_error(dialect, driver, invalidate: Callable[[Exception], None], exc: Exception,
+                    statement: str | None = None, parameters: Any = None) -> DBAPIError:
     """The driver's error as SQLAlchemy's (OperationalError, IntegrityError …), the connection invalidated when the
     error says it is lost, so that callers answer it as any other (503 when the database is down)."""
-    dialect = connection.dialect
-    invalidated = dialect.is_disconnect(exc, connection.connection.driver_connection, None)
+    invalidated = dialect.is_disconnect(exc, driver, None)
     if invalidated:
-        connection.invalidate(exc)
+        invalidate(exc)
     return DBAPIError.instance(statement, parameters, exc, dialect.loaded_dbapi.Error,
                                connection_invalidated=invalidated, dialect=dialect)
 
@@ -264,10 +265,7 @@ def fetch_row(connection: Connection, statement, parameters: dict[str, Any]) -> 
     compiled = _driver_statement(statement, connection.dialect)
     cursor = _run(connection, compiled, compiled.parameters(parameters))
     row = cursor.fetchone()
-    if row is None:
-        return None
-    return {key: value if convert is None or value is None else convert(value)
-            for (key, convert), value in zip(compiled.results(cursor), row)}
+    return None if row is None else _converted(compiled.results(cursor), row)
 
 
 def fetch_rows(connection: Connection, statement, parameters: dict[str, Any]) -> list[dict[str, Any]]:
@@ -275,11 +273,12 @@ def fetch_rows(connection: Connection, statement, parameters: dict[str, Any]) ->
     compiled = _driver_statement(statement, connection.dialect)
     cursor = _run(connection, compiled, compiled.parameters(parameters))
     rows = cursor.fetchall()
-    if not rows:
-        return []
-    results = compiled.results(cursor)
-    return [{key: value if convert is None or value is None else convert(value)
-             for (key, convert), value in zip(results, row)} for row in rows]
+    return [_converted(compiled.results(cursor), row) for row in rows]
+
+
+def _converted(results: list[tuple[str, Any]], row: tuple) -> dict[str, Any]:
+    return {key: value if convert is None or value is None else convert(value)
+            for (key, convert), value in zip(results, row)}
 
 
 def checkout(engine: Engine):
@@ -325,10 +324,6 @@ def fetch_one(sql: str, parameters: tuple) -> tuple | None:
             if driver.info.transaction_status == TransactionStatus.IDLE:
                 driver.autocommit = False
     except dialect.loaded_dbapi.Error as exc:
-        invalidated = dialect.is_disconnect(exc, driver, None)
-        if invalidated:
-            connection.invalidate(exc)
-        raise DBAPIError.instance(statement, parameters, exc, dialect.loaded_dbapi.Error,
-                                  connection_invalidated=invalidated, dialect=dialect) from exc
+        raise _database_error(dialect, driver, connection.invalidate, exc, statement, parameters) from exc
     finally:
         connection.close()
