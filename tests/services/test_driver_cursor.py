@@ -107,7 +107,6 @@ def test_sqlite_leaves_no_half_read_statement_holding_back_checkpoints(app):
     assert busy == 0
 
 
-
 def test_an_expanding_in_is_refused_when_the_statement_is_built(app):
     with app.app_context():
         with transaction():
