@@ -8,12 +8,13 @@ DBAPI cursor, with the columns' own type conversions and SQLAlchemy's exception 
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
 
 from psycopg.pq import TransactionStatus
-from sqlalchemy import Connection, Engine, Table, bindparam
+from sqlalchemy import Connection, Engine, Table, bindparam, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 
@@ -26,14 +27,18 @@ _CONNECTION = "gateway_connection"
 CURRENT_UNIT: ContextVar[Any] = ContextVar("write_unit", default=None)
 
 
-def write_connection():
+def write_connection(inserting: bool = False):
     """The connection to run a write transaction's next statement on, now: the current write unit's, after the
     writes it deferred so far (so that statements reach the database in the order they were issued); else the
-    ORM session's."""
+    ORM session's.
+
+    `inserting`: the next statement is an `INSERT … VALUES`, which reads no row but through unique indexes and
+    foreign keys, whose columns a held update never changes (`hold_update`): the held updates wait past it.
+    """
     unit = CURRENT_UNIT.get()
     if unit is None:
         return session_connection()
-    unit.send_deferred()
+    unit.send_deferred(keep_held=inserting)
     return unit
 
 
@@ -56,8 +61,25 @@ def session_connection() -> Connection:
 def write_later(statement, parameters: dict[str, Any]) -> None:
     """Run a write whose result nobody reads: in a write unit it waits for the unit's next statement or its COMMIT
     (on PostgreSQL sent together with the COMMIT, one round trip); else at once."""
-    compiled = _driver_statement(statement, db.engine.dialect)
-    _write_later(compiled, compiled.parameters(parameters))
+    _write_later(*prepared(statement, parameters, db.engine.dialect))
+
+
+def prepared(statement, parameters: dict[str, Any], dialect) -> tuple[_DriverStatement, Any]:
+    """A prebuilt Core statement compiled for the dialect, with its parameters converted by the columns' types."""
+    compiled = _driver_statement(statement, dialect)
+    return compiled, compiled.parameters(parameters)
+
+
+@functools.lru_cache(maxsize=64)
+def update_by_key(table: Table, names: tuple[str, ...]):
+    """UPDATE of these columns of the row whose primary key is `by_key`; its values as `by_key_values` gives them."""
+    (primary_key,) = table.primary_key.columns
+    return (update(table).where(primary_key == bindparam("by_key"))
+            .values({name: bindparam(f"new_{name}", type_=table.c[name].type) for name in names}))
+
+
+def by_key_values(key: Any, values: dict[str, Any]) -> dict[str, Any]:
+    return {"by_key": key, **{f"new_{name}": value for name, value in values.items()}}
 
 
 def _write_later(compiled: _DriverStatement, values) -> None:
@@ -78,7 +100,7 @@ def insert_ignore(model: type[Base], values: dict[str, Any], conflict_columns: l
     # Converted (JSON encoded …) before the connection is asked for: a transaction's first statement begins it,
     # which on SQLite takes the writer lock, and a webhook's first row carries its headers, body and details.
     prepared = compiled.parameters(parameters)
-    row = _run(write_connection(), compiled, prepared).fetchone()
+    row = _run(write_connection(inserting=True), compiled, prepared).fetchone()
     return None if row is None else row[0]
 
 
@@ -142,6 +164,8 @@ class _DriverStatement:
         self.fixed = {name: bind.value for name, bind in compiled.binds.items() if bind.value is not None}
         self.dialect = dialect
         self.selected = list(getattr(statement, "selected_columns", ()))
+        # The table an INSERT, UPDATE or DELETE writes: writes to distinct tables may go as one statement.
+        self.target = statement.table if getattr(statement, "is_dml", False) else None
         self._results: list[tuple[str, Any]] | None = None
 
     def results(self, cursor) -> list[tuple[str, Any]]:
@@ -209,21 +233,44 @@ def run_all(connection, statements: list[tuple[_DriverStatement, Any]]) -> None:
 
 def commit_after(connection, statements: list[tuple[_DriverStatement, Any]]) -> None:
     """Run the statements, then commit the connection's transaction; on PostgreSQL all of it as one pipeline, one
-    round trip. The first failure aborts the transaction: what follows it is skipped, nothing commits, and that
-    failure is raised (as SQLAlchemy's error)."""
+    round trip, and writes to distinct tables as one statement. The first failure aborts the transaction: what
+    follows it is skipped, nothing commits, and that failure is raised (as SQLAlchemy's error)."""
     driver = connection.connection.driver_connection
     try:
         if statements and connection.dialect.name == "postgresql":
             cursor = _statement_cursor(connection.connection, driver, "postgresql")
             with driver.pipeline():
-                for compiled, values in statements:
-                    cursor.execute(compiled.sql, values)
+                for sql, values in as_few_statements(statements):
+                    cursor.execute(sql, values)
                 driver.commit()
         else:
             run_all(connection, statements)
             driver.commit()
     except connection.dialect.loaded_dbapi.Error as exc:
         raise _database_error(connection.dialect, driver, connection.invalidate, exc, "COMMIT") from exc
+
+
+_NAMED_PLACEHOLDER = re.compile(r"%\((\w+)\)s")
+
+
+def as_few_statements(statements: list[tuple[_DriverStatement, Any]]) -> list[tuple[str, Any]]:
+    """PostgreSQL writes as (SQL, values) to execute: when each writes a table of its own, all of them as one
+    data-modifying `WITH` statement, else each as it is.
+
+    A statement costs the client and the server more than its rows (docs/performance.md, change 18). Each part of
+    the `WITH` sees the transaction as it was before the statement, so none may read what another writes: writes
+    to distinct tables by key, as a unit defers them, never do; two writes of the same table stay apart.
+    """
+    targets = [compiled.target for compiled, _values in statements]
+    if len(statements) < 2 or None in targets or len(set(targets)) < len(targets) or \
+            any(compiled.positional for compiled, _values in statements):
+        return [(compiled.sql, values) for compiled, values in statements]
+    parts, combined = [], {}
+    for index, (compiled, values) in enumerate(statements):
+        sql = _NAMED_PLACEHOLDER.sub(rf"%(\1_w{index})s", compiled.sql)
+        parts.append(f"w{index} AS ({sql})")
+        combined.update({f"{name}_w{index}": value for name, value in values.items()})
+    return [(f"WITH {', '.join(parts)} SELECT 1", combined)]
 
 
 def _database_error(dialect, driver, invalidate: Callable[[Exception], None], exc: Exception,

@@ -3,7 +3,6 @@ orders a worker looks at (overdue for reconciliation, past their deadline for ex
 
 from __future__ import annotations
 
-import functools
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -12,15 +11,16 @@ from typing import Any
 
 import simplejson
 
-from sqlalchemy import and_, bindparam, or_, select, update
+from sqlalchemy import and_, bindparam, or_, select
 from sqlalchemy.orm import joinedload
 
 from services import notifications, outbox
 from services.db import db, expire_loaded, transaction
-from services.driver import execute_on_driver, fetch_one, fetch_row, write_connection
+from services.driver import by_key_values, execute_on_driver, fetch_one, fetch_row, update_by_key, write_connection
 from services.errors import NotFound
 from services.models import Order, Purchase
 from services.money import normalized
+from services.unit import hold_update, note_locked
 from webhook_config import Settings
 
 logger = logging.getLogger(__name__)
@@ -44,6 +44,8 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 
 
 _ORDERS = Order.__table__
+# The column each mapped attribute is stored in (`meta` → `metadata`).
+_COLUMN_NAMES = {name: prop.columns[0].name for name, prop in Order.__mapper__.column_attrs.items()}
 _PURCHASES = Purchase.__table__
 
 
@@ -174,33 +176,38 @@ _LOCKED_ROW_BY_REF = (_ROW.where(_ORDERS.c.provider == bindparam("provider"),
 def lock_order(order_id: str) -> OrderRow | None:
     """The order with this orderId, its row locked for the rest of the transaction (PostgreSQL; SQLite's writer
     holds the whole database)."""
-    values = fetch_row(write_connection(), _LOCKED_ROW_BY_ORDER_ID, {"order_id": order_id})
-    return None if values is None else OrderRow(**values)
+    return _locked(fetch_row(write_connection(), _LOCKED_ROW_BY_ORDER_ID, {"order_id": order_id}))
 
 
 def lock_order_by_ref(provider: str, provider_ref: str) -> OrderRow | None:
     """The order this provider's payment id was created for, locked like `lock_order`."""
-    values = fetch_row(write_connection(), _LOCKED_ROW_BY_REF, {"provider": provider, "provider_ref": provider_ref})
-    return None if values is None else OrderRow(**values)
+    return _locked(fetch_row(write_connection(), _LOCKED_ROW_BY_REF,
+                             {"provider": provider, "provider_ref": provider_ref}))
+
+
+def _locked(values: dict[str, Any] | None) -> OrderRow | None:
+    if values is None:
+        return None
+    note_locked(_ORDERS, values["id"])
+    return OrderRow(**values)
 
 
 def save(order: OrderRow, now: datetime, **changes: Any) -> None:
-    """Write these columns of the order's row (and updated_at), then the same values into `order`."""
+    """Write these columns of the order's row (and updated_at), then the same values into `order`.
+
+    In a write unit that locked the order the write is held for its COMMIT (services/unit.py), which on
+    PostgreSQL saves a new webhook a round trip; elsewhere it is written at once.
+    """
     changes["updated_at"] = now
-    parameters = {"order_pk": order.id, **{f"new_{name}": value for name, value in changes.items()}}
-    if execute_on_driver(write_connection(), _update_statement(tuple(changes)), parameters).rowcount != 1:
-        raise RuntimeError(f"order {order.order_id!r} is not stored")
+    columns = {_COLUMN_NAMES[name]: value for name, value in changes.items()}
+    if not hold_update(_ORDERS, order.id, columns):
+        statement = update_by_key(_ORDERS, tuple(sorted(columns)))
+        if execute_on_driver(write_connection(), statement, by_key_values(order.id, columns)).rowcount != 1:
+            raise RuntimeError(f"order {order.order_id!r} is not stored")
     for name, value in changes.items():
         object.__setattr__(order, name, value)
     # The session may also hold the order as an ORM object (read earlier in this request).
     expire_loaded(Order, order.id)
-
-
-@functools.lru_cache(maxsize=32)
-def _update_statement(names: tuple[str, ...]):
-    columns = {name: Order.__mapper__.column_attrs[name].columns[0] for name in names}
-    return (update(_ORDERS).where(_ORDERS.c.id == bindparam("order_pk"))
-            .values({column.name: bindparam(f"new_{name}", type_=column.type) for name, column in columns.items()}))
 
 
 def attach_purchase(order: OrderRow, purchase_id: int, subscription_url: str | None, now: datetime) -> None:
