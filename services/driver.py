@@ -95,12 +95,12 @@ def insert_ignore(model: type[Base], values: dict[str, Any], conflict_columns: l
     keys = _column_keys(model)
     parameters = {keys[name]: value for name, value in values.items()}
     dialect = db.engine.dialect
-    compiled = _driver_statement(_insert_ignore_statement(model.__table__, tuple(conflict_columns),
-                                                          tuple(sorted(parameters)), dialect.name), dialect)
+    statement = _insert_ignore_statement(model.__table__, tuple(conflict_columns), tuple(sorted(parameters)),
+                                         dialect.name)
     # Converted (JSON encoded …) before the connection is asked for: a transaction's first statement begins it,
     # which on SQLite takes the writer lock, and a webhook's first row carries its headers, body and details.
-    prepared = compiled.parameters(parameters)
-    row = _run(write_connection(inserting=True), compiled, prepared).fetchone()
+    compiled, converted = prepared(statement, parameters, dialect)
+    row = _run(write_connection(inserting=True), compiled, converted).fetchone()
     return None if row is None else row[0]
 
 
@@ -262,8 +262,7 @@ def as_few_statements(statements: list[tuple[_DriverStatement, Any]]) -> list[tu
     to distinct tables by key, as a unit defers them, never do; two writes of the same table stay apart.
     """
     targets = [compiled.target for compiled, _values in statements]
-    if len(statements) < 2 or None in targets or len(set(targets)) < len(targets) or \
-            any(compiled.positional for compiled, _values in statements):
+    if len(statements) < 2 or None in targets or len(set(targets)) < len(targets):
         return [(compiled.sql, values) for compiled, values in statements]
     parts, combined = [], {}
     for index, (compiled, values) in enumerate(statements):

@@ -76,7 +76,6 @@ class WriteUnit:
 
     def rollback(self) -> None:
         self.deferred.clear()
-        self.held.clear()
         if not self.connection.is_valid:
             return  # invalidated when it was found lost: closed already, nothing to roll back
         try:
