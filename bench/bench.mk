@@ -5,7 +5,7 @@ BENCH_ARGS ?=
 # The PostgreSQL database of the benchmark: emptied by every run, created when missing.
 BENCH_PG_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/bench_http
 
-.PHONY: bench bench-big bench-profile bench-wrk
+.PHONY: bench bench-big bench-profile bench-wrk bench-instructions
 
 bench-wrk:
 	command -v wrk || (apt-get update && apt-get install -y wrk)
@@ -22,3 +22,9 @@ bench-big: venv bench-wrk
 # Where the time of the status and ingest endpoints goes (cProfile, in-process).
 bench-profile: venv
 	$(BIN)/python bench/profile_app.py $(BENCH_ARGS)
+
+# Client instructions per request, counted by callgrind (bench/instructions.py): repeatable where CPU time is not,
+# e.g. make bench-instructions BENCH_ARGS="--endpoint new --compare /tmp/before"
+bench-instructions: venv
+	command -v valgrind || (apt-get update && apt-get install -y valgrind)
+	$(BIN)/python bench/instructions.py $(BENCH_ARGS)
