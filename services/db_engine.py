@@ -7,6 +7,7 @@ import functools
 import select
 import sqlite3
 import time
+from decimal import Decimal
 from typing import Any
 
 import simplejson
@@ -21,13 +22,15 @@ SQLITE_MMAP_BYTES = 1 << 30
 # PostgreSQL: a pooled connection idle for longer than this is pinged before it is handed out.
 IDLE_PING_SECONDS = 5.0
 _IDLE_SINCE = "gateway_idle_since"
+# simplejson.loads(text, use_decimal=True) builds a decoder on every call: a webhook reads several JSON columns.
+_JSON_COLUMN_DECODER = simplejson.JSONDecoder(parse_float=Decimal)
 
 def engine_options(database_url: str, pool_size: int, lock_timeout: float) -> dict[str, Any]:
     """Engine settings per backend: survive database restarts; wait for a lock or a pooled connection
     at most `lock_timeout` seconds, then fail (OperationalError / pool TimeoutError: a 503 to retry)."""
     # JSON columns hold exact decimals (amounts in metadata and event payloads), never floats.
     json_options = {"json_serializer": functools.partial(simplejson.dumps, use_decimal=True),
-                    "json_deserializer": functools.partial(simplejson.loads, use_decimal=True)}
+                    "json_deserializer": _JSON_COLUMN_DECODER.decode}
     if database_url.startswith("sqlite"):
         return {**json_options, "connect_args": {"timeout": lock_timeout, "check_same_thread": False,
                                                  "factory": SQLiteConnection}}

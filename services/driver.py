@@ -14,10 +14,10 @@ from contextvars import ContextVar
 from typing import Any
 
 from psycopg.pq import TransactionStatus
-from sqlalchemy import Connection, Engine, Table, bindparam, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
+from services import statements
 from services.db import Base, db
 
 # Where session_connection keeps the connection of the session's current transaction.
@@ -61,25 +61,20 @@ def session_connection() -> Connection:
 def write_later(statement, parameters: dict[str, Any]) -> None:
     """Run a write whose result nobody reads: in a write unit it waits for the unit's next statement or its COMMIT
     (on PostgreSQL sent together with the COMMIT, one round trip); else at once."""
-    _write_later(*prepared(statement, parameters, db.engine.dialect))
+    _write_later(*prepared(statement, parameters, _dialect()))
+
+
+def _dialect():
+    """The dialect of the current write unit, else of the app's engine (a lookup through Flask's context, which
+    a webhook's statements would otherwise make once each)."""
+    unit = CURRENT_UNIT.get()
+    return db.engine.dialect if unit is None else unit.dialect
 
 
 def prepared(statement, parameters: dict[str, Any], dialect) -> tuple[_DriverStatement, Any]:
     """A prebuilt Core statement compiled for the dialect, with its parameters converted by the columns' types."""
     compiled = _driver_statement(statement, dialect)
     return compiled, compiled.parameters(parameters)
-
-
-@functools.lru_cache(maxsize=64)
-def update_by_key(table: Table, names: tuple[str, ...]):
-    """UPDATE of these columns of the row whose primary key is `by_key`; its values as `by_key_values` gives them."""
-    (primary_key,) = table.primary_key.columns
-    return (update(table).where(primary_key == bindparam("by_key"))
-            .values({name: bindparam(f"new_{name}", type_=table.c[name].type) for name in names}))
-
-
-def by_key_values(key: Any, values: dict[str, Any]) -> dict[str, Any]:
-    return {"by_key": key, **{f"new_{name}": value for name, value in values.items()}}
 
 
 def _write_later(compiled: _DriverStatement, values) -> None:
@@ -94,14 +89,48 @@ def insert_ignore(model: type[Base], values: dict[str, Any], conflict_columns: l
     """INSERT … ON CONFLICT DO NOTHING RETURNING id: the new id, or None when the row already existed."""
     keys = _column_keys(model)
     parameters = {keys[name]: value for name, value in values.items()}
-    dialect = db.engine.dialect
-    statement = _insert_ignore_statement(model.__table__, tuple(conflict_columns), tuple(sorted(parameters)),
+    dialect = _dialect()
+    statement = statements.insert_ignore(model.__table__, tuple(conflict_columns), tuple(sorted(parameters)),
                                          dialect.name)
     # Converted (JSON encoded …) before the connection is asked for: a transaction's first statement begins it,
     # which on SQLite takes the writer lock, and a webhook's first row carries its headers, body and details.
     compiled, converted = prepared(statement, parameters, dialect)
     row = _run(write_connection(inserting=True), compiled, converted).fetchone()
     return None if row is None else row[0]
+
+
+def claim_finds_stored() -> bool:
+    """Whether `insert_or_find` reads the stored row in the INSERT's own statement, without a write (PostgreSQL)."""
+    return _dialect().name == "postgresql"
+
+
+def insert_or_find(model: type[Base], values: dict[str, Any], conflict_columns: list[str],
+                   found_columns: tuple[str, ...]) -> tuple[int | None, dict[str, Any] | None]:
+    """INSERT … ON CONFLICT DO NOTHING RETURNING id, reading the row it conflicted with: (the new id, None), or
+    (None, the stored row's id and `found_columns`), or (None, None) when the stored row is not visible yet (its
+    transaction committed while this statement waited for it: read it again, in a statement of its own).
+
+    On PostgreSQL one statement: a conflicting INSERT … ON CONFLICT DO NOTHING writes nothing and takes no
+    transaction id, so a transaction that only found its row commits without a write, and a look-up before
+    the INSERT would be a statement more for every new row (docs/performance.md, change 20)."""
+    keys = _column_keys(model)
+    parameters = {keys[name]: value for name, value in values.items()}
+    dialect = _dialect()
+    table, conflict = model.__table__, tuple(conflict_columns)
+    if dialect.name != "postgresql":
+        new_id = insert_ignore(model, values, conflict_columns)
+        if new_id is not None:
+            return new_id, None
+        return None, fetch_row(write_connection(), statements.stored_row(table, conflict, found_columns),
+                               {name: parameters[name] for name in conflict})
+    statement = statements.insert_or_find(table, conflict, tuple(sorted(parameters)), found_columns)
+    compiled, converted = prepared(statement, parameters, dialect)
+    cursor = _run(write_connection(), compiled, converted)
+    row = cursor.fetchone()
+    if row is None:
+        return None, None
+    found = _converted(compiled.results(cursor), row)
+    return (found.pop("id"), None) if found.pop("inserted") else (None, found)
 
 
 def insert_ignore_rows(model: type[Base], rows: list[dict[str, Any]], conflict_columns: list[str]) -> None:
@@ -114,8 +143,8 @@ def insert_ignore_rows(model: type[Base], rows: list[dict[str, Any]], conflict_c
     keys = _column_keys(model)
     names = tuple(sorted(keys[name] for name in rows[0]))
     parameters = {f"{keys[name]}_{index}": value for index, row in enumerate(rows) for name, value in row.items()}
-    dialect = db.engine.dialect
-    compiled = _driver_statement(_insert_rows_statement(model.__table__, tuple(conflict_columns), names, len(rows),
+    dialect = _dialect()
+    compiled = _driver_statement(statements.insert_rows(model.__table__, tuple(conflict_columns), names, len(rows),
                                                         dialect.name), dialect)
     _write_later(compiled, compiled.parameters(parameters))
 
@@ -124,23 +153,6 @@ def insert_ignore_rows(model: type[Base], rows: list[dict[str, Any]], conflict_c
 def _column_keys(model: type[Base]) -> dict[str, str]:
     """The table column key of each mapped attribute name (`meta` → `metadata`)."""
     return {name: column.key for name, column in model.__mapper__.columns.items()}
-
-
-@functools.lru_cache(maxsize=256)
-def _insert_ignore_statement(table: Table, conflict_columns: tuple[str, ...], keys: tuple[str, ...], dialect: str):
-    # Built once per shape with bound parameters: rebuilding the statement per call was a third of a webhook's CPU.
-    module = postgresql if dialect == "postgresql" else sqlite
-    return (module.insert(table).values({key: bindparam(key, type_=table.c[key].type) for key in keys})
-            .on_conflict_do_nothing(index_elements=list(conflict_columns))
-            .returning(table.c.id))
-
-
-@functools.lru_cache(maxsize=64)
-def _insert_rows_statement(table: Table, conflict_columns: tuple[str, ...], keys: tuple[str, ...], count: int,
-                           dialect: str):
-    module = postgresql if dialect == "postgresql" else sqlite
-    rows = [{key: bindparam(f"{key}_{index}", type_=table.c[key].type) for key in keys} for index in range(count)]
-    return module.insert(table).values(rows).on_conflict_do_nothing(index_elements=list(conflict_columns))
 
 
 class _DriverStatement:
@@ -261,15 +273,25 @@ def as_few_statements(statements: list[tuple[_DriverStatement, Any]]) -> list[tu
     the `WITH` sees the transaction as it was before the statement, so none may read what another writes: writes
     to distinct tables by key, as a unit defers them, never do; two writes of the same table stay apart.
     """
-    targets = [compiled.target for compiled, _values in statements]
-    if len(statements) < 2 or None in targets or len(set(targets)) < len(targets):
+    combined = _combined_statement(tuple(compiled for compiled, _values in statements))
+    if combined is None:
         return [(compiled.sql, values) for compiled, values in statements]
-    parts, combined = [], {}
-    for index, (compiled, values) in enumerate(statements):
-        sql = _NAMED_PLACEHOLDER.sub(rf"%(\1_w{index})s", compiled.sql)
-        parts.append(f"w{index} AS ({sql})")
-        combined.update({f"{name}_w{index}": value for name, value in values.items()})
-    return [(f"WITH {', '.join(parts)} SELECT 1", combined)]
+    sql, names = combined
+    return [(sql, [values[name] for (_compiled, values), part in zip(statements, names) for name in part])]
+
+
+@functools.lru_cache(maxsize=64)
+def _combined_statement(statements: tuple[_DriverStatement, ...]) -> tuple[str, tuple[tuple[str, ...], ...]] | None:
+    """The one `WITH` statement of these writes, with positional placeholders, and the names of the values each
+    part takes, in order; None when they may not be combined. Built once per sequence: a unit defers the same
+    few sequences on every webhook, and rewriting the SQL for each was an eighth of its client's instructions
+    (docs/performance.md, change 19)."""
+    targets = [compiled.target for compiled in statements]
+    if len(statements) < 2 or None in targets or len(set(targets)) < len(targets):
+        return None
+    parts = [f"w{index} AS ({_NAMED_PLACEHOLDER.sub('%s', compiled.sql)})" for index, compiled in enumerate(statements)]
+    names = tuple(tuple(_NAMED_PLACEHOLDER.findall(compiled.sql)) for compiled in statements)
+    return f"WITH {', '.join(parts)} SELECT 1", names
 
 
 def _database_error(dialect, driver, invalidate: Callable[[Exception], None], exc: Exception,

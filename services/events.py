@@ -22,7 +22,8 @@ from sqlalchemy import bindparam, select, update
 
 from services import metrics, orders, settle
 from services.db import DATABASE_DOWN, db, expire_loaded, transaction
-from services.driver import fetch_one, fetch_row, insert_ignore, write_connection, write_later
+from services.driver import (claim_finds_stored, fetch_one, fetch_row, insert_ignore, insert_or_find, write_connection,
+                             write_later)
 from services.errors import GatewayError, SignatureInvalid
 from services.models import ProviderEvent
 from services.notices import DUPLICATE, ERROR, REFUNDED, RETRYABLE, Delivery, IngestResult, Notice
@@ -49,6 +50,7 @@ class _StoredEvent:
 
 
 # Statements built once: the ingest path runs them on every delivery (see bench/README.md).
+_STORED_COLUMNS = ("status", "claimed_order_id", "processing_attempts")
 _EVENT_ROW = (select(ProviderEvent.id, ProviderEvent.status, ProviderEvent.claimed_order_id,
                      ProviderEvent.processing_attempts)
               .where(ProviderEvent.provider == bindparam("provider"), ProviderEvent.event_key == bindparam("event_key"))
@@ -121,7 +123,10 @@ _SEEN_SQL = "SELECT id, status, claimed_order_id FROM provider_events WHERE prov
 
 def _already_settled(provider: str, event_key: str) -> IngestResult | None:
     """The duplicate answer for an event stored and settled before; None when it is new or failed (then the write
-    transaction decides, under its lock, exactly as without this look-up: a failed event is processed again)."""
+    transaction decides, under its lock, exactly as without this look-up: a failed event is processed again).
+    Not asked where the event's claim reads the stored event in the same statement (driver.claim_finds_stored)."""
+    if claim_finds_stored():
+        return None
     row = fetch_one(_SEEN_SQL, (provider, event_key))
     if row is None or row[1] in RETRYABLE:
         return None
@@ -160,11 +165,8 @@ def _ingest_committed(delivery: Delivery, notice: Notice, settings: Settings, no
 
 def _ingest_once(delivery: Delivery, notice: Notice, settings: Settings, now: datetime) -> IngestResult:
     event = _claim_event(delivery, notice, now)
-    if event is None:
-        row = _locked_event_row(delivery.provider, notice.event_key)
-        if row["status"] not in RETRYABLE:
-            return IngestResult(row["id"], DUPLICATE, row["claimed_order_id"])
-        event = _StoredEvent(row["id"], delivery.provider, row["processing_attempts"])
+    if isinstance(event, IngestResult):
+        return event
     order = _find_order(delivery.provider, notice)
     settlement = settle.apply(event.id, delivery.provider, notice, order, settings, now)
     _record_outcome(event.id, settlement.outcome, order, settlement.problem and _clean(settlement.problem),
@@ -172,8 +174,24 @@ def _ingest_once(delivery: Delivery, notice: Notice, settings: Settings, now: da
     return IngestResult(event.id, settlement.outcome, order.order_id if order is not None else notice.order_id)
 
 
-def _claim_event(delivery: Delivery, notice: Notice, now: datetime) -> _StoredEvent | None:
-    """Store the delivery; None when this event was stored before (a repeat, or a retry of a failed one)."""
+def _claim_event(delivery: Delivery, notice: Notice, now: datetime) -> _StoredEvent | IngestResult:
+    """Store the delivery as a new event to process; else the event stored before, to process again when its
+    processing failed, or the duplicate answer."""
+    new_id, stored = insert_or_find(ProviderEvent, _event_values(delivery, notice, now), ["provider", "event_key"],
+                                    _STORED_COLUMNS)
+    if new_id is not None:
+        return _StoredEvent(new_id, delivery.provider)
+    if stored is None or stored["status"] in RETRYABLE:
+        # Committed while the claim waited for it (so not in its snapshot), or failed: read again under the row's
+        # lock, where a concurrent retry of a failed event waits for the first one's outcome.
+        stored = _locked_event_row(delivery.provider, notice.event_key)
+        if stored["status"] in RETRYABLE:
+            return _StoredEvent(stored["id"], delivery.provider, stored["processing_attempts"])
+    return IngestResult(stored["id"], DUPLICATE, stored["claimed_order_id"])
+
+
+def _store_event(delivery: Delivery, notice: Notice, now: datetime) -> _StoredEvent | None:
+    """Store the delivery; None when this event was stored before."""
     new_id = insert_ignore(ProviderEvent, _event_values(delivery, notice, now), ["provider", "event_key"])
     return _StoredEvent(new_id, delivery.provider) if new_id is not None else None
 
@@ -209,7 +227,7 @@ def _store_failed(delivery: Delivery, notice: Notice, error: str, settings: Sett
 
 
 def _mark_failed(delivery: Delivery, notice: Notice, error: str, settings: Settings, now: datetime) -> int:
-    event = _claim_event(delivery, notice, now)
+    event = _store_event(delivery, notice, now)
     if event is None:
         row = _locked_event_row(delivery.provider, notice.event_key)
         event = _StoredEvent(row["id"], delivery.provider, row["processing_attempts"])

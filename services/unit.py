@@ -21,9 +21,10 @@ from typing import Any
 from sqlalchemy import Engine, PrimaryKeyConstraint, Table, UniqueConstraint, event
 from sqlalchemy.orm import Session
 
-from services.db import db, transaction
+from services.db import db, session_in_use, transaction
 from services.db_engine import begin_sqlite
-from services.driver import CURRENT_UNIT, by_key_values, checkout, commit_after, prepared, run_all, update_by_key
+from services.driver import CURRENT_UNIT, checkout, commit_after, prepared, run_all
+from services.statements import by_key_values, update_by_key
 
 
 class WriteUnit:
@@ -133,7 +134,8 @@ def write_unit() -> Iterator[None]:
     transaction instead, as `db.transaction` would: a second connection could not see its locks and, on SQLite,
     would wait for the writer lock the session holds.
     """
-    if db.session().in_transaction():
+    session = session_in_use()
+    if session is not None and session.in_transaction():
         with transaction():
             yield
         return

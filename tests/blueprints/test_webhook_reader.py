@@ -16,7 +16,7 @@ from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from blueprints import front_routes
 from blueprints.webhook_reader import WebhookReader
-from services import events, settle
+from services import driver, events, settle
 from services.db import db
 from services.logs import json_handler
 from services.models import LedgerEntry, Order, OutboxMessage, ProviderEvent
@@ -283,14 +283,17 @@ def test_a_repeat_whose_signature_fails_is_the_routes_401(paying, monkeypatch):
     assert response.status_code == 401 and handed == [delivery.path]
 
 
-def test_a_new_event_is_looked_up_once_and_received_in_front_of_flask(paying, looked_up, monkeypatch):
+def test_a_new_event_is_looked_up_at_most_once_and_received_in_front_of_flask(paying, looked_up, monkeypatch):
     app, client, delivery = paying
     handed = flask_answers(app, monkeypatch)
+    with app.app_context():
+        # On PostgreSQL the event's claim reads the stored event itself (services/driver.py: insert_or_find).
+        look_ups = 0 if driver.claim_finds_stored() else 1
 
     first = send(client, delivery)
-    assert first.status_code == 200 and handed == [] and len(looked_up) == 1
+    assert first.status_code == 200 and handed == [] and len(looked_up) == look_ups
     second = send(client, delivery)
-    assert second.status_code == 200 and handed == [] and len(looked_up) == 2
+    assert second.status_code == 200 and handed == [] and len(looked_up) == 2 * look_ups
     if first.is_json:
         assert (first.get_json()["outcome"], second.get_json()["duplicate"]) == ("processed", True)
     assert balance(client, 7) == 5
@@ -322,6 +325,9 @@ def test_a_failed_receipt_is_the_routes_503_after_one_attempt(paying, monkeypatc
 
 def test_a_failed_look_up_is_the_routes_503_after_one_attempt(paying, monkeypatch):
     app, client, delivery = paying
+    with app.app_context():
+        if driver.claim_finds_stored():
+            pytest.skip("PostgreSQL asks no look-up: a failed claim is the failed receipt above")
     asked = []
 
     def down(*args):

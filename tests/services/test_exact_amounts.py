@@ -10,7 +10,9 @@ import requests
 
 from services import events
 from services.errors import MalformedPayload, ProviderUnavailable
+from services.db import db, transaction
 from services.models import ProviderEvent
+from services.orders import find_order, lock_order
 from services.providers.sbp import protocol as tbank
 from services.http import request_json
 from tests.conftest import AUTH
@@ -91,3 +93,17 @@ def test_a_stored_bmc_event_reads_back_with_its_exact_amount(app):
 def test_a_stored_tbank_notification_with_a_fractional_amount_is_not_read_as_a_payment(app):
     body = '{"PaymentId": 1, "Status": "CONFIRMED", "Success": true, "Amount": 10000.5}'
     assert events.read_notice(stored_event("sbp", body), app.config["SETTINGS"]) is None
+
+
+def test_a_json_column_reads_back_every_digit_of_a_decimal_through_the_orm_and_the_driver(app, client):
+    assert create(client).status_code == 201
+    with app.app_context():
+        with transaction():
+            find_order("order-1", lock=True).meta = {"price": Decimal(PRECISE_AMOUNT), "count": 3}
+        db.session.remove()
+        with transaction():
+            meta = find_order("order-1").meta
+            locked = lock_order("order-1").meta
+    for read in (meta, locked):
+        assert read == {"price": Decimal(PRECISE_AMOUNT), "count": 3}
+        assert isinstance(read["price"], Decimal) and isinstance(read["count"], int)

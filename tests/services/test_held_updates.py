@@ -180,11 +180,20 @@ def test_two_writes_of_one_table_or_a_read_are_not_combined():
     second = compiled(update(table("second", column("n"))).values(n=bindparam("n")))
     read = compiled(select(column("n")).select_from(table("second")).where(column("n") == bindparam("n")))
     assert driver.as_few_statements([(first, {"n": 1}), (second, {"n": 2})]) == [(
-        "WITH w0 AS (INSERT INTO first (n) VALUES (%(n_w0)s)), w1 AS (UPDATE second SET n=%(n_w1)s) SELECT 1",
-        {"n_w0": 1, "n_w1": 2})]
+        "WITH w0 AS (INSERT INTO first (n) VALUES (%s)), w1 AS (UPDATE second SET n=%s) SELECT 1", [1, 2])]
     assert len(driver.as_few_statements([(first, {"n": 1}), (first, {"n": 2})])) == 2
     assert len(driver.as_few_statements([(first, {"n": 1}), (read, {"n": 2})])) == 2
     assert driver.as_few_statements([(first, {"n": 1})]) == [(first.sql, {"n": 1})]
+
+
+def test_each_part_takes_its_values_in_the_order_its_sql_names_them_on_every_run():
+    first = compiled(insert(table("first", column("n"))).values(n=bindparam("n")))
+    keyed = table("second", column("n"), column("k"))
+    second = compiled(update(keyed).where(keyed.c.k == bindparam("k")).values(n=bindparam("n")))
+    for run in range(2):
+        assert driver.as_few_statements([(first, {"n": run}), (second, {"k": f"key{run}", "n": 10 + run})]) == [(
+            "WITH w0 AS (INSERT INTO first (n) VALUES (%s)), w1 AS (UPDATE second SET n=%s WHERE second.k = %s) "
+            "SELECT 1", [run, 10 + run, f"key{run}"])]
 
 
 def compiled(statement):

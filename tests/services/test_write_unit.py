@@ -11,7 +11,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from services import driver, metrics
-from services.db import db, transaction
+from services.db import db, session_in_use, transaction
 from services.models import LedgerEntry, OutboxMessage
 from services.outbox import MERCHANT, Message, enqueue, enqueue_all
 from services.sqlite_writer import WriterLock
@@ -103,6 +103,17 @@ def test_a_unit_joins_the_transaction_the_session_already_has(app):
             queue("merchant:o-1:paid", "joined")
         assert not db.session().in_transaction()
         assert stored() == {"merchant:o-1:paid": "joined"}
+
+
+def test_a_unit_leaves_no_orm_session_behind_when_none_was_in_use(app):
+    # Making one only to ask it, then closing it at teardown, cost a webhook a twentieth of its CPU.
+    with app.app_context():
+        assert session_in_use() is None
+        with write_unit():
+            queue("merchant:o-1:paid", "alone")
+        assert session_in_use() is None
+        db.session.execute(text("SELECT 1"))
+        assert session_in_use() is db.session()
 
 
 def test_a_fulfilment_counts_once_its_unit_commits(app):
