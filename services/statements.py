@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from sqlalchemy import Table, bindparam, exists, false, null, select, true, union_all, update
+from sqlalchemy import Table, bindparam, exists, false, null, select, true, type_coerce, union_all, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 
@@ -52,7 +52,9 @@ def insert_or_find(table: Table, conflict_columns: tuple[str, ...], keys: tuple[
     holds it: rows of (id, inserted, *found_columns). That snapshot cannot see the row the INSERT writes, so at
     most one part answers."""
     claimed = insert_ignore(table, conflict_columns, keys, "postgresql").cte("claimed")
-    inserted = select(claimed.c.id, true().label("inserted"), *(null().label(name) for name in found_columns))
+    # Typed as their columns: the values are converted by the first part's column types.
+    inserted = select(claimed.c.id, true().label("inserted"),
+                      *(type_coerce(null(), table.c[name].type).label(name) for name in found_columns))
     stored = (select(table.c.id, false().label("inserted"), *(table.c[name] for name in found_columns))
               .where(*_same_key(table, conflict_columns), ~exists(select(claimed.c.id))))
     return union_all(inserted, stored)

@@ -20,11 +20,11 @@ NOW = datetime(2026, 12, 5, 11, 0, tzinfo=timezone.utc)
 STORED = ("status", "claimed_order_id", "processing_attempts")
 
 
-def claim(key: str, status: str = "received") -> tuple:
+def claim(key: str, status: str = "received", found: tuple[str, ...] = STORED) -> tuple:
     values = {"provider": "bmc", "event_key": key, "event_type": "donation.created", "status": status,
               "claimed_order_id": "order-9", "verification": "signature", "details": {}, "headers": {},
               "body": b"{}", "processing_attempts": 0, "received_at": NOW}
-    return driver.insert_or_find(ProviderEvent, values, ["provider", "event_key"], STORED)
+    return driver.insert_or_find(ProviderEvent, values, ["provider", "event_key"], found)
 
 
 def events_stored() -> int:
@@ -46,6 +46,15 @@ def test_a_new_row_is_inserted_and_a_stored_one_read_back_unchanged(app):
             assert claim("evt-1") == (None, {"id": new_id, "status": "processed", "claimed_order_id": "order-9",
                                              "processing_attempts": 0})
         assert events_stored() == 1
+
+
+def test_the_stored_rows_values_come_back_as_their_columns_convert_them(app):
+    with app.app_context():
+        with write_unit():
+            claim("evt-1")
+        with write_unit():
+            _, found = claim("evt-1", found=("received_at",))
+    assert found["received_at"] == NOW and found["received_at"].tzinfo is timezone.utc
 
 
 def test_on_postgresql_a_repeats_claim_writes_nothing(app):
