@@ -8,7 +8,8 @@ authentic delivery reads (its notice, and the provider's step that stores and ap
 keeps, and the route's answer; providers that declare none (Telegram, YooKassa, the panels) are left to Flask.
 
 This layer answers with what the route would send — the same body, headers, log lines and metrics:
-- an event stored and settled before: the duplicate answer, after one read;
+- an event stored and settled before: the duplicate answer, after one read (on PostgreSQL the event's claim,
+  which finds it without writing: services/driver.py insert_or_find);
 - a new event (or one whose processing failed): received by the provider's own step, as the route receives it.
 It hands to Flask, untouched: a refused signature, a malformed or stale body (each read raises or says None, and
 the route then logs and answers it, once), any body the NUL guard reads, an unknown length, debug mode. When the

@@ -85,7 +85,8 @@ def ingest(delivery: Delivery, notice: Notice, settings: Settings, now: datetime
 
 def settled_repeat(provider: str, event_key: str) -> IngestResult | None:
     """The duplicate answer to a repeat of an event settled before, counted as ingest counts it; None when the
-    event is new or failed. For blueprints/webhook_reader.py, which receives webhooks in front of Flask."""
+    event is new or failed, and always on PostgreSQL, where the event's claim answers a repeat itself. For
+    blueprints/webhook_reader.py, which receives webhooks in front of Flask."""
     result = _already_settled(provider, _clean(event_key))
     if result is not None:
         metrics.record_webhook(provider, result.outcome)
