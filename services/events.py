@@ -231,6 +231,10 @@ def _mark_failed(delivery: Delivery, notice: Notice, error: str, settings: Setti
     event = _store_event(delivery, notice, now)
     if event is None:
         row = _locked_event_row(delivery.provider, notice.event_key)
+        if row["status"] not in RETRYABLE:
+            # Settled since this delivery's transaction rolled back, by another delivery of the same event: its
+            # outcome stands (marked failed, its retry would settle the paid order again and report a conflict).
+            return row["id"]
         event = _StoredEvent(row["id"], delivery.provider, row["processing_attempts"])
     schedule = settings.event_retry_schedule
     retry_at = now + timedelta(seconds=schedule[event.attempts]) if event.attempts < len(schedule) else None

@@ -106,6 +106,34 @@ def test_an_event_whose_fields_cannot_be_stored_is_kept_with_its_raw_body(app, c
             assert result.outcome == "unmatched"
 
 
+def test_an_event_settled_by_another_delivery_before_this_ones_failure_is_stored_keeps_its_outcome(
+        stars_app, monkeypatch):
+    client = stars_app.test_client()
+    create_stars(client)
+    real_post, real_store_failed, posts = events.settle.ledger.post, events._store_failed, []
+
+    def ledger_failing_once(*args):
+        posts.append(args)
+        if len(posts) == 1:
+            raise RuntimeError("ledger bug")
+        return real_post(*args)
+
+    def settled_meanwhile(delivery, notice, error, settings, now):
+        # The provider's concurrent delivery of the same event, which waited for this one's claim.
+        assert events.ingest(delivery, notice, settings, now).outcome == "processed"
+        return real_store_failed(delivery, notice, error, settings, now)
+
+    monkeypatch.setattr(events.settle.ledger, "post", ledger_failing_once)
+    monkeypatch.setattr(events, "_store_failed", settled_meanwhile)
+    assert send(client, SUCCESSFUL_PAYMENT).get_json()["outcome"] == "failed"
+
+    event = stored(stars_app)
+    assert (event.status, event.next_attempt_at) == ("processed", None)
+    assert status(client, "order-45")["status"] == "paid" and balance(client, BUYER) == 500
+    with stars_app.app_context(), transaction():
+        assert len(db.session.execute(db.select(Fulfilment)).all()) == 1
+
+
 def test_a_write_that_fails_only_at_the_commit_settles_nothing_and_keeps_the_event_as_failed(stars_app):
     client = stars_app.test_client()
     create_stars(client)
