@@ -17,7 +17,8 @@ from psycopg.pq import TransactionStatus
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
-from services import statements
+from services.statements import (insert_ignore_statement, insert_or_find_statement, insert_rows_statement,
+                                 stored_row_statement)
 from services.db import Base, db
 
 # Where session_connection keeps the connection of the session's current transaction.
@@ -90,7 +91,7 @@ def insert_ignore(model: type[Base], values: dict[str, Any], conflict_columns: l
     keys = _column_keys(model)
     parameters = {keys[name]: value for name, value in values.items()}
     dialect = _dialect()
-    statement = statements.insert_ignore(model.__table__, tuple(conflict_columns), tuple(sorted(parameters)),
+    statement = insert_ignore_statement(model.__table__, tuple(conflict_columns), tuple(sorted(parameters)),
                                          dialect.name)
     # Converted (JSON encoded …) before the connection is asked for: a transaction's first statement begins it,
     # which on SQLite takes the writer lock, and a webhook's first row carries its headers, body and details.
@@ -121,9 +122,9 @@ def insert_or_find(model: type[Base], values: dict[str, Any], conflict_columns: 
         new_id = insert_ignore(model, values, conflict_columns)
         if new_id is not None:
             return new_id, None
-        return None, fetch_row(write_connection(), statements.stored_row(table, conflict, found_columns),
+        return None, fetch_row(write_connection(), stored_row_statement(table, conflict, found_columns),
                                {name: parameters[name] for name in conflict})
-    statement = statements.insert_or_find(table, conflict, tuple(sorted(parameters)), found_columns)
+    statement = insert_or_find_statement(table, conflict, tuple(sorted(parameters)), found_columns)
     compiled, converted = prepared(statement, parameters, dialect)
     cursor = _run(write_connection(), compiled, converted)
     row = cursor.fetchone()
@@ -144,7 +145,7 @@ def insert_ignore_rows(model: type[Base], rows: list[dict[str, Any]], conflict_c
     names = tuple(sorted(keys[name] for name in rows[0]))
     parameters = {f"{keys[name]}_{index}": value for index, row in enumerate(rows) for name, value in row.items()}
     dialect = _dialect()
-    compiled = _driver_statement(statements.insert_rows(model.__table__, tuple(conflict_columns), names, len(rows),
+    compiled = _driver_statement(insert_rows_statement(model.__table__, tuple(conflict_columns), names, len(rows),
                                                         dialect.name), dialect)
     _write_later(compiled, compiled.parameters(parameters))
 

@@ -23,7 +23,7 @@ def by_key_values(key: Any, values: dict[str, Any]) -> dict[str, Any]:
 
 
 @functools.lru_cache(maxsize=256)
-def insert_ignore(table: Table, conflict_columns: tuple[str, ...], keys: tuple[str, ...], dialect: str):
+def insert_ignore_statement(table: Table, conflict_columns: tuple[str, ...], keys: tuple[str, ...], dialect: str):
     """INSERT of one row ON CONFLICT DO NOTHING RETURNING its id, its values named by their column keys."""
     module = postgresql if dialect == "postgresql" else sqlite
     return (module.insert(table).values({key: bindparam(key, type_=table.c[key].type) for key in keys})
@@ -32,7 +32,8 @@ def insert_ignore(table: Table, conflict_columns: tuple[str, ...], keys: tuple[s
 
 
 @functools.lru_cache(maxsize=64)
-def insert_rows(table: Table, conflict_columns: tuple[str, ...], keys: tuple[str, ...], count: int, dialect: str):
+def insert_rows_statement(table: Table, conflict_columns: tuple[str, ...], keys: tuple[str, ...], count: int,
+                          dialect: str):
     """INSERT of `count` rows ON CONFLICT DO NOTHING, the values of row i named `<key>_<i>`."""
     module = postgresql if dialect == "postgresql" else sqlite
     rows = [{key: bindparam(f"{key}_{index}", type_=table.c[key].type) for key in keys} for index in range(count)]
@@ -40,18 +41,18 @@ def insert_rows(table: Table, conflict_columns: tuple[str, ...], keys: tuple[str
 
 
 @functools.lru_cache(maxsize=16)
-def stored_row(table: Table, conflict_columns: tuple[str, ...], found_columns: tuple[str, ...]):
+def stored_row_statement(table: Table, conflict_columns: tuple[str, ...], found_columns: tuple[str, ...]):
     """The id and `found_columns` of the row with these values of the conflict columns."""
     return select(table.c.id, *(table.c[name] for name in found_columns)).where(*_same_key(table, conflict_columns))
 
 
 @functools.lru_cache(maxsize=16)
-def insert_or_find(table: Table, conflict_columns: tuple[str, ...], keys: tuple[str, ...],
-                   found_columns: tuple[str, ...]):
-    """PostgreSQL: `insert_ignore`, and in the same statement the row it conflicted with, if the statement's snapshot
-    holds it: rows of (id, inserted, *found_columns). That snapshot cannot see the row the INSERT writes, so at
-    most one part answers."""
-    claimed = insert_ignore(table, conflict_columns, keys, "postgresql").cte("claimed")
+def insert_or_find_statement(table: Table, conflict_columns: tuple[str, ...], keys: tuple[str, ...],
+                             found_columns: tuple[str, ...]):
+    """PostgreSQL: `insert_ignore_statement`, and in the same statement the row it conflicted with, if the
+    statement's snapshot holds it: rows of (id, inserted, *found_columns). That snapshot cannot see the row the
+    INSERT writes, so at most one part answers."""
+    claimed = insert_ignore_statement(table, conflict_columns, keys, "postgresql").cte("claimed")
     # Typed as their columns: the values are converted by the first part's column types.
     inserted = select(claimed.c.id, true().label("inserted"),
                       *(type_coerce(null(), table.c[name].type).label(name) for name in found_columns))
