@@ -17,9 +17,9 @@ from psycopg.pq import TransactionStatus
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
+from services.db import Base, db
 from services.statements import (insert_ignore_statement, insert_or_find_statement, insert_rows_statement,
                                  stored_row_statement)
-from services.db import Base, db
 
 # Where session_connection keeps the connection of the session's current transaction.
 _CONNECTION = "gateway_connection"

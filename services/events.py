@@ -22,8 +22,7 @@ from sqlalchemy import bindparam, select, update
 
 from services import metrics, orders, settle
 from services.db import DATABASE_DOWN, db, expire_loaded, transaction
-from services.driver import (claim_finds_stored, fetch_one, fetch_row, insert_ignore, insert_or_find, write_connection,
-                             write_later)
+from services.driver import claim_finds_stored, fetch_one, fetch_row, insert_or_find, write_connection, write_later
 from services.errors import GatewayError, SignatureInvalid
 from services.models import ProviderEvent
 from services.notices import DUPLICATE, ERROR, REFUNDED, RETRYABLE, Delivery, IngestResult, Notice
@@ -191,12 +190,6 @@ def _claim_event(delivery: Delivery, notice: Notice, now: datetime) -> _StoredEv
     return IngestResult(stored["id"], DUPLICATE, stored["claimed_order_id"])
 
 
-def _store_event(delivery: Delivery, notice: Notice, now: datetime) -> _StoredEvent | None:
-    """Store the delivery; None when this event was stored before."""
-    new_id = insert_ignore(ProviderEvent, _event_values(delivery, notice, now), ["provider", "event_key"])
-    return _StoredEvent(new_id, delivery.provider) if new_id is not None else None
-
-
 def _locked_event_row(provider: str, event_key: str) -> dict[str, Any]:
     return fetch_row(write_connection(), _EVENT_ROW, {"provider": provider, "event_key": event_key})
 
@@ -228,14 +221,11 @@ def _store_failed(delivery: Delivery, notice: Notice, error: str, settings: Sett
 
 
 def _mark_failed(delivery: Delivery, notice: Notice, error: str, settings: Settings, now: datetime) -> int:
-    event = _store_event(delivery, notice, now)
-    if event is None:
-        row = _locked_event_row(delivery.provider, notice.event_key)
-        if row["status"] not in RETRYABLE:
-            # Settled since this delivery's transaction rolled back, by another delivery of the same event: its
-            # outcome stands (marked failed, its retry would settle the paid order again and report a conflict).
-            return row["id"]
-        event = _StoredEvent(row["id"], delivery.provider, row["processing_attempts"])
+    event = _claim_event(delivery, notice, now)
+    if isinstance(event, IngestResult):
+        # Settled since this delivery's transaction rolled back, by another delivery of the same event: its
+        # outcome stands (marked failed, its retry would settle the paid order again and report a conflict).
+        return event.event_id
     schedule = settings.event_retry_schedule
     retry_at = now + timedelta(seconds=schedule[event.attempts]) if event.attempts < len(schedule) else None
     _record_outcome(event.id, ERROR, None, error, processed_at=None, retry_at=retry_at)

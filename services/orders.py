@@ -17,10 +17,10 @@ from sqlalchemy.orm import joinedload
 from services import notifications, outbox
 from services.db import db, expire_loaded, transaction
 from services.driver import execute_on_driver, fetch_one, fetch_row, write_connection
-from services.statements import by_key_values, update_by_key
 from services.errors import NotFound
 from services.models import Order, Purchase
 from services.money import normalized
+from services.statements import by_key_values, update_by_key
 from services.unit import hold_update, note_locked
 from webhook_config import Settings
 

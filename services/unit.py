@@ -1,6 +1,6 @@
 """The ingest's write transaction: one pooled DBAPI connection, without the ORM session around it.
 
-A new webhook runs ten statements and commits; the ORM session and the SQLAlchemy Connection around that
+A new webhook runs several statements and commits; the ORM session and the SQLAlchemy Connection around that
 transaction (its begin, commit, events and pool return) cost as much CPU as several of the statements
 (docs/performance.md, change 17). Inside a unit every statement goes through services/driver.py on the unit's
 connection, and the writes nobody reads back (`driver.write_later`: the ledger entry, the outbox rows, the event's
